@@ -1,0 +1,33 @@
+"""vlajax: massively parallel simulated RL and flow-matching VLA training in JAX."""
+from setuptools import find_packages, setup
+
+# The JAX / MuJoCo / MJX / Flax family is pinned to versions tested together.
+CORE = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "mujoco==4.0.0",
+    "mujoco-mjx==3.17.0",
+    "brax==0.14.2",
+    "ml-collections==1.1.0",
+    "absl-py>=2.1",
+    "numpy>=2.0",
+    "tensorboardX>=2.6",
+    "msgpack>=1.0",
+    "websockets>=13",
+]
+
+setup(
+    name="vlajax",
+    version="0.1.0",
+    description="Massively parallel simulated RL and pi0-style VLA training in JAX/Flax",
+    python_requires=">=3.11",
+    packages=find_packages(include=["vlajax", "vlajax.*", "experiments", "experiments.*"]),
+    package_data={"vlajax": ["envs/assets/*.xml"]},
+    install_requires=CORE,
+    extras_require={
+        "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+    },
+)

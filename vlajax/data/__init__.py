@@ -1,0 +1,1 @@
+"""vlajax.data."""

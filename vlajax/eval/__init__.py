@@ -1,0 +1,1 @@
+"""vlajax.eval."""
