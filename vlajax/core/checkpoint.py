@@ -1,0 +1,85 @@
+"""Orbax checkpoints of whole training states: atomic, keep-N, restorable onto a sharding.
+
+A checkpoint step holds two items: `state` (any pytree of arrays) and `metadata` (JSON: counters,
+config, iterator positions). Orbax writes to a temporary directory and renames it when complete,
+so an interrupted save never replaces the last good checkpoint.
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+def _abstract(tree: Any) -> Any:
+  """Shape/dtype/sharding placeholders for `tree`, so restore lands on the same layout."""
+  def leaf(x):
+    if isinstance(x, jax.Array):
+      return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+    if isinstance(x, (np.ndarray, np.generic)):
+      return jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
+    return x
+  return jax.tree.map(leaf, tree)
+
+
+class Checkpointer:
+  """Saves and restores training states under `directory/<step>/`.
+
+  Every process must call `save` and `restore` (orbax coordinates multi-host writes; process 0
+  writes the metadata).
+  """
+
+  def __init__(self, directory: str | pathlib.Path, max_to_keep: int | None = 3):
+    self.directory = pathlib.Path(directory).absolute()
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        item_names=("state", "metadata"),
+    )
+
+  def save(self, step: int, state: Any, metadata: dict | None = None, wait: bool = True) -> None:
+    """Writes `state` (pytree of arrays) and `metadata` (JSON-serializable dict) at `step`."""
+    self._manager.save(
+        int(step),
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                metadata=ocp.args.JsonSave(dict(metadata or {}))),
+        force=True,
+    )
+    if wait:
+      self._manager.wait_until_finished()
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def restore(self, target: Any, step: int | None = None) -> Any:
+    """Restores the state at `step` (default: latest) with `target`'s structure, dtypes and shardings."""
+    step = self._resolve(step)
+    restored = self._manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(target))))
+    return restored["state"]
+
+  def metadata(self, step: int | None = None) -> dict:
+    step = self._resolve(step)
+    restored = self._manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+    return dict(restored["metadata"])
+
+  def _resolve(self, step: int | None) -> int:
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint found in {self.directory}")
+    if step not in self._manager.all_steps():
+      raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory} "
+                              f"(have {sorted(self._manager.all_steps())})")
+    return step
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()

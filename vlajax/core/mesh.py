@@ -1,0 +1,68 @@
+"""Device meshes, multi-host initialisation and per-process randomness.
+
+Everything shards with `jax.jit` + `NamedSharding` over a `Mesh`; `pmap` is not used.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def make_mesh(axes: Mapping[str, int] | None = None, devices=None) -> Mesh:
+  """A mesh over `devices` (default: all, across hosts) with named axes.
+
+  `axes` maps axis name -> size, with at most one -1 meaning "the remaining devices", e.g.
+  `{"data": -1}` or `{"data": 2, "fsdp": 2}`. Sizes must multiply to the device count.
+  """
+  axes = dict(axes or {"data": -1})
+  devices = list(devices if devices is not None else jax.devices())
+  n = len(devices)
+  free = [name for name, size in axes.items() if size == -1]
+  if len(free) > 1:
+    raise ValueError(f"mesh axes {axes}: at most one axis may be -1")
+  fixed = math.prod(size for size in axes.values() if size != -1)
+  if free:
+    if n % fixed:
+      raise ValueError(f"mesh axes {axes}: {n} devices are not divisible by {fixed}")
+    axes[free[0]] = n // fixed
+  if math.prod(axes.values()) != n:
+    raise ValueError(f"mesh axes {axes} need {math.prod(axes.values())} devices, have {n}")
+  grid = np.asarray(devices, dtype=object).reshape(tuple(axes.values()))
+  return Mesh(grid, tuple(axes.keys()))
+
+
+def sharding(mesh: Mesh, *spec) -> NamedSharding:
+  """`NamedSharding(mesh, PartitionSpec(*spec))`."""
+  return NamedSharding(mesh, PartitionSpec(*spec))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None, local_device_ids=None) -> None:
+  """Starts multi-host JAX (a no-op when `num_processes` is None or 1 and nothing is auto-detected).
+
+  On CPU the collectives go through gloo, so several local processes stand in for several hosts.
+  """
+  if num_processes in (None, 1) and coordinator_address is None:
+    return
+  # Only affects the CPU client; must be set before any backend is created.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                             process_id=process_id, local_device_ids=local_device_ids)
+
+
+def process_key(key: jax.Array) -> jax.Array:
+  """Folds the process index into `key` so every host draws different randomness."""
+  return jax.random.fold_in(key, jax.process_index())
+
+
+def is_main_process() -> bool:
+  """True on the process that writes logs and checkpoints."""
+  return jax.process_index() == 0
