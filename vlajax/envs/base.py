@@ -1,0 +1,114 @@
+"""The environment protocol: MuJoCo Playground's shape, pure functions on `State` pytrees.
+
+An env is `reset(rng) -> State` and `step(state, action) -> State`, both traceable (jit / vmap).
+Observations are dicts: `state` (what the policy sees) and `privileged_state` (what an asymmetric
+critic sees). Per-term rewards appear in `metrics["reward/<term>"]`.
+
+Shapes for one (unbatched) env: `obs[k]: f32[obs_size[k]]`, `reward: f32[]`, `done: f32[]`,
+`action: f32[action_size]` in [-1, 1].
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import mujoco
+from flax import struct
+from mujoco import mjx
+
+Observation = dict[str, jax.Array]
+
+
+@struct.dataclass
+class State:
+  """One env's state. `info` carries step counters, DR draws, RNG and task variables."""
+  data: mjx.Data
+  obs: Observation
+  reward: jax.Array
+  done: jax.Array
+  metrics: dict[str, jax.Array]
+  info: dict[str, Any]
+
+
+class Env(abc.ABC):
+  """Base class for MJX environments.
+
+  Subclasses provide `default_config()`, `reset` and `step`. `self.config` is the resolved
+  `ConfigDict`; it must contain `ctrl_dt`, `sim_dt` and `episode_length`.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, mj_model: mujoco.MjModel):
+    self.config = config
+    self._mj_model = mj_model
+    self._mj_model.opt.timestep = config.sim_dt
+    self._mjx_model = mjx.put_model(mj_model)
+
+  @classmethod
+  @abc.abstractmethod
+  def default_config(cls) -> ml_collections.ConfigDict:
+    """Physics and task config (separate from any learner config)."""
+
+  @abc.abstractmethod
+  def reset(self, rng: jax.Array) -> State:
+    """Draws an initial state (and, for randomized envs, fresh DR parameters)."""
+
+  @abc.abstractmethod
+  def step(self, state: State, action: jax.Array) -> State:
+    """Advances one control step (`n_substeps` physics steps)."""
+
+  # -- physics helpers ---------------------------------------------------------------------------
+
+  def physics_step(self, model: mjx.Model, data: mjx.Data, ctrl: jax.Array) -> mjx.Data:
+    """Runs `n_substeps` MJX steps holding `ctrl`."""
+    data = data.replace(ctrl=ctrl)
+    def substep(d, _):
+      return mjx.step(model, d), None
+    data, _ = jax.lax.scan(substep, data, None, length=self.n_substeps)
+    return data
+
+  # -- properties -------------------------------------------------------------------------------
+
+  @property
+  def ctrl_dt(self) -> float:
+    return float(self.config.ctrl_dt)
+
+  @property
+  def dt(self) -> float:
+    return self.ctrl_dt
+
+  @property
+  def sim_dt(self) -> float:
+    return float(self.config.sim_dt)
+
+  @property
+  def n_substeps(self) -> int:
+    return int(round(self.ctrl_dt / self.sim_dt))
+
+  @property
+  def mj_model(self) -> mujoco.MjModel:
+    return self._mj_model
+
+  @property
+  def mjx_model(self) -> mjx.Model:
+    return self._mjx_model
+
+  @property
+  def action_size(self) -> int:
+    return int(self._mj_model.nu)
+
+  @property
+  def observation_size(self) -> dict[str, tuple[int, ...]]:
+    """Shapes of each observation entry, found by tracing `reset`."""
+    state = jax.eval_shape(self.reset, jax.random.PRNGKey(0))
+    return {k: tuple(v.shape) for k, v in state.obs.items()}
+
+  @property
+  def unwrapped(self) -> "Env":
+    return self
+
+
+def zeros_metrics(names) -> dict[str, jax.Array]:
+  return {name: jnp.zeros(()) for name in names}

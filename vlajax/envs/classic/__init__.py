@@ -1,0 +1,1 @@
+"""Cheap classic-control MJX envs used by learner tests across the project."""

@@ -1,0 +1,150 @@
+"""Training wrappers: episode length / truncation / action repeat, vmap, and auto-reset.
+
+`wrap_for_training(env, episode_length, action_repeat)` gives the batched env every learner uses:
+
+  reset(keys: u32[B, 2]) -> State with a leading batch axis B on every leaf
+  step(state, action: f32[B, A]) -> State
+
+Auto-reset draws a *fresh* initial state (new key, new DR draw using the ranges in the state) for
+the envs that finished, rather than replaying a cached first state. The observation that ended the
+episode is kept in `info["final_obs"]` so off-policy learners can bootstrap from it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from vlajax.envs.base import Env, State
+
+
+class Wrapper:
+  """Forwards everything it does not override to the wrapped env."""
+
+  def __init__(self, env):
+    self.env = env
+
+  def reset(self, rng: jax.Array) -> State:
+    return self.env.reset(rng)
+
+  def step(self, state: State, action: jax.Array) -> State:
+    return self.env.step(state, action)
+
+  @property
+  def unwrapped(self) -> Env:
+    return self.env.unwrapped
+
+  def __getattr__(self, name: str) -> Any:
+    if name == "env":
+      raise AttributeError(name)
+    return getattr(self.env, name)
+
+
+def _reset(env, rng: jax.Array, dr_ranges=None) -> State:
+  """`env.reset`, passing DR ranges through when the env is randomized."""
+  if dr_ranges is None:
+    return env.reset(rng)
+  return env.reset(rng, dr_ranges=dr_ranges)
+
+
+class EpisodeWrapper(Wrapper):
+  """Counts control steps, repeats actions, and truncates at `episode_length`.
+
+  `info["steps"]` (int32) counts wrapper steps in the episode; `info["truncation"]` (f32) is 1.0 when
+  the episode ended by the time limit rather than by a terminal state.
+  """
+
+  def __init__(self, env, episode_length: int, action_repeat: int = 1):
+    super().__init__(env)
+    if episode_length < 1 or action_repeat < 1:
+      raise ValueError(f"episode_length ({episode_length}) and action_repeat ({action_repeat}) "
+                       "must be positive")
+    self.episode_length = int(episode_length)
+    self.action_repeat = int(action_repeat)
+
+  def reset(self, rng: jax.Array, dr_ranges=None) -> State:
+    state = _reset(self.env, rng, dr_ranges)
+    state.info["steps"] = jnp.zeros((), jnp.int32)
+    state.info["truncation"] = jnp.zeros(())
+    return state
+
+  def step(self, state: State, action: jax.Array) -> State:
+    def repeat(carry, _):
+      next_state = self.env.step(carry, action)
+      return next_state, next_state.reward
+    state, rewards = jax.lax.scan(repeat, state, None, length=self.action_repeat)
+    state = state.replace(reward=jnp.sum(rewards, axis=0))
+    steps = state.info["steps"] + 1
+    timeout = steps >= self.episode_length
+    done = jnp.maximum(state.done, timeout.astype(state.done.dtype))
+    state.info["steps"] = steps
+    state.info["truncation"] = jnp.where(timeout & (state.done == 0), 1.0, 0.0)
+    return state.replace(done=done)
+
+
+class VmapWrapper(Wrapper):
+  """Batches reset over keys `u32[B, 2]` and step over states and actions `f32[B, A]`."""
+
+  def reset(self, rng: jax.Array, dr_ranges=None) -> State:
+    if dr_ranges is None:
+      return jax.vmap(self.env.reset)(rng)
+    return jax.vmap(lambda k, r: self.env.reset(k, dr_ranges=r))(rng, dr_ranges)
+
+  def step(self, state: State, action: jax.Array) -> State:
+    return jax.vmap(self.env.step)(state, action)
+
+
+class AutoResetWrapper(Wrapper):
+  """Replaces finished envs of a batch with freshly drawn initial states.
+
+  Works on a batched env. Each finished env gets a new key split from its `info["reset_rng"]`, and
+  a new DR draw from its current `info["dr_ranges"]` when present. The reset branch runs only when
+  some env in the batch is done. The done flag, reward and truncation of the finished step are kept.
+  """
+
+  def __init__(self, env, keep_final_obs: bool = True):
+    super().__init__(env)
+    self.keep_final_obs = keep_final_obs
+
+  def reset(self, rng: jax.Array) -> State:
+    keys = jax.vmap(jax.random.split)(rng)  # [B, 2, 2]
+    state = self.env.reset(keys[:, 0])
+    state.info["reset_rng"] = keys[:, 1]
+    if self.keep_final_obs:
+      state.info["final_obs"] = state.obs
+    return state
+
+  def step(self, state: State, action: jax.Array) -> State:
+    # Envs finished on the previous step were already reset, so clear their flags first.
+    state = state.replace(done=jnp.zeros_like(state.done))
+    state = self.env.step(state, action)
+    if self.keep_final_obs:
+      state.info["final_obs"] = state.obs
+    return jax.lax.cond(jnp.any(state.done > 0), self._reset_done, lambda s: s, state)
+
+  def _reset_done(self, state: State) -> State:
+    keys = jax.vmap(jax.random.split)(state.info["reset_rng"])
+    fresh = self.env.reset(keys[:, 0], **({"dr_ranges": state.info["dr_ranges"]}
+                                          if "dr_ranges" in state.info else {}))
+    done = state.done > 0
+
+    def pick(new, old):
+      mask = jnp.reshape(done, done.shape + (1,) * (old.ndim - done.ndim))
+      return jnp.where(mask, new, old)
+
+    keep = {"truncation", "final_obs", "reset_rng"}
+    info = {k: (v if k in keep else jax.tree.map(pick, fresh.info[k], v))
+            for k, v in state.info.items()}
+    info["reset_rng"] = keys[:, 1]
+    return state.replace(data=jax.tree.map(pick, fresh.data, state.data),
+                         obs=jax.tree.map(pick, fresh.obs, state.obs),
+                         info=info)
+
+
+def wrap_for_training(env, episode_length: int, action_repeat: int = 1,
+                      keep_final_obs: bool = True):
+  """Episode limit + action repeat, vmap over a batch, then auto-reset: the learners' env."""
+  env = EpisodeWrapper(env, episode_length, action_repeat)
+  env = VmapWrapper(env)
+  return AutoResetWrapper(env, keep_final_obs=keep_final_obs)
