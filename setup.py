@@ -17,6 +17,9 @@ CORE = [
     "tensorboardX>=2.6",
     "msgpack>=1.0",
     "websockets>=13",
+    # RLDS / OXE data pipeline (vlajax.data); tested together with jax 0.10.2 and numpy 2.4 in one process.
+    "tensorflow-cpu==2.21.0",
+    "tensorflow-datasets==4.9.10",
 ]
 
 setup(
