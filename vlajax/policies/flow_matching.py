@@ -1,0 +1,90 @@
+"""Flow matching over action chunks (pi0 convention: t = 1 is noise, t = 0 is data).
+
+    x_t = t * noise + (1 - t) * actions,     target velocity u = noise - actions,
+    t ~ Beta(1.5, 1) * (1 - t_min) + t_min   (more weight on noisy times; never exactly 0),
+
+and sampling integrates dx/dt = v(x_t, t) with Euler steps from t = 1 down to t = 0 (dt = -1/N).
+These functions are independent of the network, so the VLA and the plain policy heads share them.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def sample_time(rng: jax.Array, batch_size: int, alpha: float = 1.5, beta: float = 1.0,
+                t_min: float = 0.001) -> jnp.ndarray:
+  """(B,) flow times from ``Beta(alpha, beta) * (1 - t_min) + t_min``."""
+  return jax.random.beta(rng, alpha, beta, (batch_size,)) * (1.0 - t_min) + t_min
+
+
+def interpolate(actions: jnp.ndarray, noise: jnp.ndarray, t: jnp.ndarray) -> jnp.ndarray:
+  """``x_t = t * noise + (1 - t) * actions``; actions/noise (B, H, A), t (B,)."""
+  t = t.reshape(t.shape + (1,) * (actions.ndim - t.ndim))
+  return t * noise + (1.0 - t) * actions
+
+
+def target_velocity(actions: jnp.ndarray, noise: jnp.ndarray) -> jnp.ndarray:
+  """``u = noise - actions`` (d x_t / d t)."""
+  return noise - actions
+
+
+def masked_mse(pred: jnp.ndarray, target: jnp.ndarray, step_mask: jnp.ndarray | None = None,
+               dim_mask: jnp.ndarray | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Mean squared error over valid chunk steps and action dimensions.
+
+  Args:
+    pred, target: (B, H, A).
+    step_mask: (B, H) bool, False on padded steps (past the episode end). None = all valid.
+    dim_mask: (B, A) or (A,) bool, False on padded action dimensions. None = all valid.
+  Returns:
+    (scalar mean over valid entries, per-example (B,) mean).
+  """
+  weights = jnp.ones(pred.shape, jnp.float32)
+  if step_mask is not None:
+    weights = weights * step_mask[:, :, None]
+  if dim_mask is not None:
+    dim_mask = jnp.broadcast_to(dim_mask, (pred.shape[0], pred.shape[-1]))
+    weights = weights * dim_mask[:, None, :]
+  err = jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32)) * weights
+  per_example = err.sum((1, 2)) / jnp.maximum(weights.sum((1, 2)), 1.0)
+  return err.sum() / jnp.maximum(weights.sum(), 1.0), per_example
+
+
+def sincos_time_embedding(t: jnp.ndarray, dim: int, min_period: float = 4e-3,
+                          max_period: float = 4.0) -> jnp.ndarray:
+  """Sine-cosine embedding of scalar times t (B,) -> (B, dim), periods geometric in [min, max]."""
+  if dim % 2:
+    raise ValueError(f"time embedding dim must be even, got {dim}")
+  fraction = jnp.linspace(0.0, 1.0, dim // 2)
+  period = min_period * (max_period / min_period) ** fraction
+  angle = t[:, None].astype(jnp.float32) * (2.0 * jnp.pi / period)[None, :]
+  return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
+
+
+def euler_sample(velocity_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], noise: jnp.ndarray,
+                 num_steps: int = 10) -> jnp.ndarray:
+  """Integrates from t = 1 (``noise``, (B, H, A)) to t = 0 with ``num_steps`` Euler steps.
+
+  ``velocity_fn(x_t, t)`` gets t of shape (B,) and returns a (B, H, A) velocity.
+  """
+  dt = -1.0 / num_steps
+  batch = noise.shape[0]
+
+  def step(i, x):
+    t = jnp.full((batch,), 1.0 + i * dt, jnp.float32)
+    return x + dt * velocity_fn(x, t).astype(x.dtype)
+
+  return jax.lax.fori_loop(0, num_steps, step, noise)
+
+
+def flow_matching_loss(velocity_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], actions: jnp.ndarray,
+                       rng: jax.Array, step_mask=None, dim_mask=None):
+  """Draws noise and t, evaluates ``velocity_fn(x_t, t)`` and returns (loss, per-example loss)."""
+  noise_rng, time_rng = jax.random.split(rng)
+  noise = jax.random.normal(noise_rng, actions.shape, jnp.float32)
+  t = sample_time(time_rng, actions.shape[0])
+  x_t = interpolate(actions, noise, t)
+  return masked_mse(velocity_fn(x_t, t), target_velocity(actions, noise), step_mask, dim_mask)
