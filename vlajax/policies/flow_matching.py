@@ -31,23 +31,20 @@ def target_velocity(actions: jnp.ndarray, noise: jnp.ndarray) -> jnp.ndarray:
   return noise - actions
 
 
-def masked_mse(pred: jnp.ndarray, target: jnp.ndarray, step_mask: jnp.ndarray | None = None,
-               dim_mask: jnp.ndarray | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
-  """Mean squared error over valid chunk steps and action dimensions.
+def masked_mse(pred: jnp.ndarray, target: jnp.ndarray,
+               mask: jnp.ndarray | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Mean squared error over the valid entries of an action chunk.
 
   Args:
     pred, target: (B, H, A).
-    step_mask: (B, H) bool, False on padded steps (past the episode end). None = all valid.
-    dim_mask: (B, A) or (A,) bool, False on padded action dimensions. None = all valid.
+    mask: None (all valid) or broadcastable to (B, H, A), e.g. (B, H, 1) for padded steps past the
+      episode end and (B, 1, A) for padded action dimensions; 0/False entries are ignored.
   Returns:
-    (scalar mean over valid entries, per-example (B,) mean).
+    (scalar mean over valid entries, per-example (B,) mean over that example's valid entries).
   """
   weights = jnp.ones(pred.shape, jnp.float32)
-  if step_mask is not None:
-    weights = weights * step_mask[:, :, None]
-  if dim_mask is not None:
-    dim_mask = jnp.broadcast_to(dim_mask, (pred.shape[0], pred.shape[-1]))
-    weights = weights * dim_mask[:, None, :]
+  if mask is not None:
+    weights = weights * jnp.asarray(mask, jnp.float32)
   err = jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32)) * weights
   per_example = err.sum((1, 2)) / jnp.maximum(weights.sum((1, 2)), 1.0)
   return err.sum() / jnp.maximum(weights.sum(), 1.0), per_example
@@ -81,10 +78,10 @@ def euler_sample(velocity_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray],
 
 
 def flow_matching_loss(velocity_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray], actions: jnp.ndarray,
-                       rng: jax.Array, step_mask=None, dim_mask=None):
+                       rng: jax.Array, mask: jnp.ndarray | None = None):
   """Draws noise and t, evaluates ``velocity_fn(x_t, t)`` and returns (loss, per-example loss)."""
   noise_rng, time_rng = jax.random.split(rng)
   noise = jax.random.normal(noise_rng, actions.shape, jnp.float32)
   t = sample_time(time_rng, actions.shape[0])
   x_t = interpolate(actions, noise, t)
-  return masked_mse(velocity_fn(x_t, t), target_velocity(actions, noise), step_mask, dim_mask)
+  return masked_mse(velocity_fn(x_t, t), target_velocity(actions, noise), mask)

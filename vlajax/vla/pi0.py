@@ -1,10 +1,7 @@
 """The pi0-style VLA: SigLIP ViT + Gemma language model + action expert, trained by flow matching.
 
-Inputs (a dict, see ``vlajax.vla.batch``):
-  images (B, C, H, W, 3) float in [-1, 1]; image_mask (B, C) bool (False = camera absent)
-  tokens (B, L) int32; token_mask (B, L) bool
-  state (B, state_dim) float
-  actions (B, horizon, action_dim); action_mask (B, horizon) bool; action_dim_mask (B, action_dim) bool
+Inputs: a dict in the format of ``vlajax.vla.batch`` (images (B, C, S, S, 3), image_mask, tokens,
+token_mask, state; plus actions (B, H, A) and optional action masks for the loss).
 
 Token layout: prefix = C * N image tokens + L text tokens (one bidirectional block, expert 0);
 suffix = 1 state token + horizon action tokens (expert 1). ar_mask: prefix False, state True,
@@ -22,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from vlajax.policies import flow_matching as fm
+from vlajax.vla import batch as batch_lib
 from vlajax.vla import masks
 from vlajax.vla.config import Pi0Config
 from vlajax.vla.gemma import Decoder
@@ -109,7 +107,7 @@ class Pi0(nn.Module):
     """Flow-matching loss: returns (scalar masked MSE, per-example (B,) loss)."""
     actions = batch["actions"].astype(jnp.float32)
     return fm.flow_matching_loss(lambda x_t, t: self.velocity_full(batch, x_t, t), actions, rng,
-                                 batch.get("action_mask"), batch.get("action_dim_mask"))
+                                 batch_lib.loss_mask(batch))
 
   def __call__(self, batch, rng):
     return self.compute_loss(batch, rng)

@@ -1,0 +1,108 @@
+"""The VLA model's batch format, its validation, and conversion from ``vlajax.data`` batches.
+
+Model batch (B = batch, C = cameras, S = image size, L = ``max_token_len``, H = ``action_horizon``,
+A = ``action_dim``):
+  images          float32 (B, C, S, S, 3) in [-1, 1]
+  image_mask      bool    (B, C)          False = camera absent
+  tokens          int32   (B, L)
+  token_mask      bool    (B, L)          False = padding
+  state           float32 (B, state_dim)
+  actions         float32 (B, H, A)       (training / evaluation only)
+  action_mask     bool    (B, H) or (B, H, A)  False on padded steps / dims (optional)
+  action_dim_mask bool    (B, A)          False on padded action dims (optional)
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from vlajax.vla.config import Pi0Config
+
+OBSERVATION_KEYS = ("images", "image_mask", "tokens", "token_mask", "state")
+
+
+def expected_shapes(config: Pi0Config, batch_size: int) -> dict[str, tuple[int, ...]]:
+  c, b, s = config, batch_size, config.vision.image_size
+  return {
+      "images": (b, c.num_cameras, s, s, 3), "image_mask": (b, c.num_cameras),
+      "tokens": (b, c.max_token_len), "token_mask": (b, c.max_token_len), "state": (b, c.state_dim),
+      "actions": (b, c.action_horizon, c.action_dim),
+  }
+
+
+def validate_batch(batch: Mapping[str, Any], config: Pi0Config, require_actions: bool = True) -> int:
+  """Checks keys and shapes; raises KeyError / ValueError naming the field. Returns the batch size."""
+  needed = OBSERVATION_KEYS + (("actions",) if require_actions else ())
+  missing = [k for k in needed if k not in batch]
+  if missing:
+    raise KeyError(f"VLA batch is missing field(s) {missing}; it has {sorted(batch)}")
+  b = int(np.shape(batch["state"])[0])
+  for key, shape in expected_shapes(config, b).items():
+    if key in batch and tuple(np.shape(batch[key])) != shape:
+      raise ValueError(f"VLA batch field {key!r} has shape {tuple(np.shape(batch[key]))}, expected {shape}")
+  if "action_mask" in batch:
+    shape = tuple(np.shape(batch["action_mask"]))
+    if shape not in ((b, config.action_horizon), (b, config.action_horizon, config.action_dim)):
+      raise ValueError(f"VLA batch field 'action_mask' has shape {shape}, expected "
+                       f"{(b, config.action_horizon)} or {(b, config.action_horizon, config.action_dim)}")
+  return b
+
+
+def loss_mask(batch: Mapping[str, Any]) -> jnp.ndarray | None:
+  """Combined (B, H, A)-broadcastable float mask from ``action_mask`` and ``action_dim_mask``."""
+  mask = None
+  if "action_mask" in batch:
+    mask = jnp.asarray(batch["action_mask"], jnp.float32)
+    if mask.ndim == 2:
+      mask = mask[:, :, None]
+  if "action_dim_mask" in batch:
+    dims = jnp.asarray(batch["action_dim_mask"], jnp.float32)[:, None, :]
+    mask = dims if mask is None else mask * dims
+  return mask
+
+
+def _fit_last_dim(x, size: int):
+  """Zero-pads or truncates the last dimension to ``size``."""
+  x = jnp.asarray(x)
+  if x.shape[-1] >= size:
+    return x[..., :size]
+  pad = [(0, 0)] * (x.ndim - 1) + [(0, size - x.shape[-1])]
+  return jnp.pad(x, pad)
+
+
+def from_standardized(data_batch: Mapping[str, Any], config: Pi0Config,
+                      tokenize: Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]],
+                      cameras: Sequence[str] = ("primary", "wrist")) -> dict[str, Any]:
+  """Converts a ``vlajax.data`` standardized batch (see its module docstring) into a model batch.
+
+  Uses the last step of the observation history, the first ``config.num_cameras`` of ``cameras``,
+  zero-pads / truncates proprio and actions to ``state_dim`` / ``action_dim``, and tokenizes the
+  (host-local) instructions with ``tokenize(list[str]) -> (tokens (B, L), mask (B, L))``.
+  """
+  obs = data_batch["observation"]
+  cams = list(cameras)[:config.num_cameras]
+  images, image_mask = [], []
+  for cam in cams:
+    key = f"image_{cam}"
+    if key not in obs:
+      raise KeyError(f"data batch has no observation field {key!r} (has {sorted(obs)})")
+    img = jnp.asarray(obs[key])[:, -1]
+    if img.shape[1:] != (config.vision.image_size, config.vision.image_size, 3):
+      raise ValueError(f"observation {key!r} images are {img.shape[1:]}; the model expects "
+                       f"{(config.vision.image_size, config.vision.image_size, 3)} (set the loader's image_size)")
+    images.append(img.astype(jnp.float32) / 127.5 - 1.0)
+    image_mask.append(jnp.asarray(obs["image_mask"][cam])[:, -1])
+  proprio = jnp.asarray(obs["proprio"])[:, -1] * jnp.asarray(obs["proprio_mask"])[:, -1]
+  instructions = [s.decode() if isinstance(s, bytes) else str(s) for s in np.asarray(data_batch["instruction"])]
+  tokens, token_mask = tokenize(instructions)
+  actions = jnp.asarray(data_batch["action"], jnp.float32)
+  action_mask = jnp.asarray(data_batch["action_pad_mask"], bool)
+  return {
+      "images": jnp.stack(images, axis=1), "image_mask": jnp.stack(image_mask, axis=1),
+      "tokens": tokens, "token_mask": token_mask,
+      "state": _fit_last_dim(proprio, config.state_dim).astype(jnp.float32),
+      "actions": _fit_last_dim(actions, config.action_dim),
+      "action_mask": _fit_last_dim(action_mask, config.action_dim).astype(bool),
+  }
