@@ -172,7 +172,8 @@ def _cast_leaf(path: str, value: Any, spec: ArraySpec, check_finite: bool) -> An
     if want.kind == "f":
         if arr.dtype.kind not in "fiub":
             raise ProtocolError(f"field '{path}' has dtype {arr.dtype}, expected {want}")
-        arr = arr.astype(want, copy=False)
+        with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf, refused below
+            arr = arr.astype(want, copy=False)
         if check_finite and not np.all(np.isfinite(arr)):
             raise ProtocolError(f"field '{path}' contains non-finite values (NaN or inf)")
     elif arr.dtype != want:
@@ -188,7 +189,7 @@ def conform(message: Any, spec: SpecTree, *, check_finite: bool = True, where: s
     value, or a wrong container. Keys not in the spec are dropped (clients may send extra fields).
     """
     if not isinstance(message, Mapping):
-        name = _prefix.rstrip("/") or where
+        name = f"field '{_prefix.rstrip('/')}'" if _prefix else where
         raise ProtocolError(f"{name} must be a dict, got {type(message).__name__}")
     out = {}
     for key, sub in spec.items():

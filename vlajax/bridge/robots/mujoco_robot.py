@@ -306,3 +306,64 @@ def make_arm_robot(*, control_hz: float = 50.0, overrides: PhysicsOverrides | No
     return MujocoRobot(ARM_XML, observation_builder=arm_observation,
                        observation_spec=ARM_OBSERVATION_SPEC, action_dim=6, control_hz=control_hz,
                        overrides=overrides, keyframe="home", real_time=real_time, seed=seed)
+
+
+# --- the quadruped of the `quadruped_joystick` env -------------------------------------------------
+
+def _rotate_inv(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    """World-frame vec float[3] -> body frame of unit quaternion (w, x, y, z)."""
+    w, u = quat[0], -quat[1:]
+    return vec + 2.0 * np.cross(u, np.cross(u, vec) + w * vec)
+
+
+def quadruped_proprioception(data: mujoco.MjData, default_pose: np.ndarray) -> dict:
+    """The joystick env's clean proprioception, in numpy: body-frame linear velocity (3), gyro (3),
+    projected gravity (3), joint angles - default (12), joint velocities (12)."""
+    quat = data.qpos[3:7]
+    return {
+        "linvel": _rotate_inv(quat, data.qvel[0:3]),
+        "gyro": data.qvel[3:6].copy(),
+        "gravity": _rotate_inv(quat, np.array([0.0, 0.0, -1.0])),
+        "joint_pos": data.qpos[7:] - default_pose,
+        "joint_vel": data.qvel[6:].copy(),
+    }
+
+
+def make_quadruped_robot(env, *, overrides: PhysicsOverrides | None = None, noise_level: float = 0.0,
+                         real_time: bool = True, seed: int = 0) -> MujocoRobot:
+    """Native-MuJoCo twin of a `QuadrupedJoystick` env (``vlajax.envs.make("quadruped_joystick")``).
+
+    Observation ``{"state": float32[48]}`` is assembled exactly as the env's ``obs["state"]``
+    (linvel, gyro, gravity, joint_pos - default, joint_vel, last action, command), with the env's
+    uniform noise scaled by `noise_level` (0: clean). Actions float[12] in [-1, 1] become PD targets
+    ``default_pose + clip(a, -1, 1) * action_scale``. The joystick command is set with
+    ``robot.set_info("command", float[3])``. Physics runs at the env's ``sim_dt``.
+    """
+    cfg = env.config
+    model = copy.deepcopy(env.mj_model)
+    model.opt.timestep = cfg.sim_dt
+    home = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, "home")
+    default_pose = model.key_qpos[home, 7:].copy()
+    scales = {k: float(v) for k, v in cfg.noise_config.scales.items()}
+    nu = model.nu
+    rng = np.random.default_rng(seed + 1)
+
+    def build(m, data, info):
+        del m
+        parts = quadruped_proprioception(data, default_pose)
+        if noise_level > 0:
+            parts = {k: v + rng.uniform(-1, 1, v.shape) * noise_level * scales[k] for k, v in parts.items()}
+        last_action = np.asarray(info.get("last_action", np.zeros(nu)), np.float64)
+        command = np.asarray(info.get("command", np.zeros(3)), np.float64)
+        state = np.concatenate([parts["linvel"], parts["gyro"], parts["gravity"], parts["joint_pos"],
+                                parts["joint_vel"], last_action, command])
+        return {"state": state.astype(np.float32)}
+
+    def adapt(m, data, action):
+        del m, data
+        return default_pose + np.clip(action, -1.0, 1.0) * cfg.action_scale
+
+    return MujocoRobot(model, observation_builder=build,
+                       observation_spec={"state": ArraySpec((48,), "float32")}, action_dim=nu,
+                       action_adapter=adapt, control_hz=1.0 / cfg.ctrl_dt, overrides=overrides,
+                       keyframe="home", real_time=real_time, seed=seed)
