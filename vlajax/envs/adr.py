@@ -1,0 +1,165 @@
+"""Automatic domain randomization (ADR): DR ranges that widen while the policy copes and shrink when
+it does not (OpenAI et al. 2019, "Solving Rubik's Cube with a Robot Hand"; seed 001 section 16).
+
+Pure functions on a `flax.struct` state, so the learner can keep it in its train state and jit it:
+
+  adr_state = adr.init(env.default_dr_ranges(), bounds={...}, steps={...}, low_threshold=0.4,
+                       high_threshold=0.8)
+  adr_state = adr.update(adr_state, performance)        # performance: f32[], e.g. mean tracking reward
+  state     = adr.with_ranges(batched_env_state, adr_state)  # next auto-resets draw from new ranges
+  writer.write(step, adr.as_metrics(adr_state))         # dr/<field>/low, dr/<field>/high
+
+Rule, per field with a step size s > 0: when performance >= high_threshold the range widens by s on
+each side; when performance < low_threshold it narrows by s on each side; otherwise it stays. A range
+never leaves its bounds and never becomes narrower than its nominal range (by default the initial
+one), so `bound_low <= low <= nominal_low` and `nominal_high <= high <= bound_high`. Fields given no
+bounds keep their initial range (step 0).
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import struct
+
+Ranges = dict[str, jax.Array]  # field -> f32[2, ...] (low, high)
+
+
+@struct.dataclass
+class ADRState:
+  """Current ranges and their limits; every leaf is per field f32[...] (trailing dims of the range)."""
+  low: dict[str, jax.Array]
+  high: dict[str, jax.Array]
+  bound_low: dict[str, jax.Array]
+  bound_high: dict[str, jax.Array]
+  nominal_low: dict[str, jax.Array]
+  nominal_high: dict[str, jax.Array]
+  step_size: dict[str, jax.Array]
+  low_threshold: jax.Array
+  high_threshold: jax.Array
+  num_widened: jax.Array   # i32[]: updates that widened
+  num_shrunk: jax.Array    # i32[]: updates that shrank
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """ADR settings for `quadruped_joystick` (a learner-config section). `performance` is whatever
+  scalar the learner passes to `update` (for the joystick: mean per-step `tracking_lin_vel`)."""
+  return ml_collections.ConfigDict({
+      "enabled": False,
+      "low_threshold": 0.4,
+      "high_threshold": 0.7,
+      "bounds": {
+          "floor_friction": (0.1, 1.5), "link_mass_scale": (0.5, 1.5),
+          "torso_mass_offset": (-2.0, 3.0), "torso_com_offset": (-0.1, 0.1),
+          "joint_damping_scale": (0.5, 2.0), "armature_scale": (0.8, 1.5),
+          "frictionloss_scale": (0.5, 2.0), "kp_scale": (0.5, 1.5),
+          "action_latency": (0.0, 3.0), "joint_pos_noise": (0.0, 0.02),
+          "push_velocity": (0.0, 1.5),
+      },
+      "steps": {
+          "floor_friction": 0.05, "link_mass_scale": 0.02, "torso_mass_offset": 0.2,
+          "torso_com_offset": 0.005, "joint_damping_scale": 0.05, "armature_scale": 0.02,
+          "frictionloss_scale": 0.05, "kp_scale": 0.02, "action_latency": 1.0,
+          "joint_pos_noise": 0.001, "push_velocity": 0.1,
+      },
+  })
+
+
+def init(initial: Mapping[str, jax.Array], bounds: Mapping[str, tuple[float, float]],
+         steps: Mapping[str, float], low_threshold: float, high_threshold: float,
+         nominal: Mapping[str, jax.Array] | None = None) -> ADRState:
+  """ADR state starting at `initial` ranges ({field: (low, high)}); errors name the bad field."""
+  nominal = initial if nominal is None else nominal
+  unknown = sorted((set(bounds) | set(steps)) - set(initial))
+  if unknown:
+    raise KeyError(f"ADR bounds/steps for unknown DR field(s) {unknown} "
+                   f"(fields: {sorted(initial)})")
+  no_step = sorted(set(bounds) - set(steps))
+  if no_step:
+    raise KeyError(f"ADR field(s) {no_step} have bounds but no step size")
+  if not low_threshold <= high_threshold:
+    raise ValueError(f"ADR low_threshold {low_threshold} > high_threshold {high_threshold}")
+  st = {k: {} for k in ("low", "high", "bound_low", "bound_high", "nominal_low", "nominal_high",
+                        "step_size")}
+  for field, value in initial.items():
+    value = jnp.asarray(value, jnp.float32)
+    if value.shape[:1] != (2,):
+      raise ValueError(f"ADR initial range '{field}' must be (low, high), got shape {value.shape}")
+    nom = jnp.asarray(nominal.get(field, value), jnp.float32)
+    bound = jnp.asarray(bounds.get(field, (value[0], value[1])), jnp.float32)
+    bound = jnp.broadcast_to(bound.reshape((2,) + (1,) * (value.ndim - 1)), value.shape)
+    step = float(steps.get(field, 0.0))
+    if step < 0:
+      raise ValueError(f"ADR step for '{field}' must be >= 0, got {step}")
+    if bool(jnp.any(bound[0] > jnp.minimum(value[0], nom[0]))) or \
+        bool(jnp.any(bound[1] < jnp.maximum(value[1], nom[1]))):
+      raise ValueError(f"ADR bounds {bound.tolist()} for '{field}' must contain its initial "
+                       f"{value.tolist()} and nominal {nom.tolist()} ranges")
+    if bool(jnp.any(nom[0] < value[0])) or bool(jnp.any(nom[1] > value[1])):
+      raise ValueError(f"ADR initial range {value.tolist()} for '{field}' must contain its nominal "
+                       f"range {nom.tolist()}")
+    st["low"][field], st["high"][field] = value[0], value[1]
+    st["bound_low"][field], st["bound_high"][field] = bound[0], bound[1]
+    st["nominal_low"][field], st["nominal_high"][field] = nom[0], nom[1]
+    st["step_size"][field] = jnp.full(value.shape[1:], step, jnp.float32)
+  return ADRState(**st, low_threshold=jnp.float32(low_threshold),
+                  high_threshold=jnp.float32(high_threshold),
+                  num_widened=jnp.zeros((), jnp.int32), num_shrunk=jnp.zeros((), jnp.int32))
+
+
+def from_config(cfg: ml_collections.ConfigDict, initial: Mapping[str, jax.Array],
+                nominal: Mapping[str, jax.Array] | None = None) -> ADRState:
+  """`init` from a `default_config()`-shaped section."""
+  return init(initial, bounds={k: tuple(v) for k, v in cfg.bounds.items()},
+              steps=dict(cfg.steps), low_threshold=cfg.low_threshold,
+              high_threshold=cfg.high_threshold, nominal=nominal)
+
+
+def update(state: ADRState, performance: jax.Array) -> ADRState:
+  """Widens every adaptive range by its step when `performance >= high_threshold`, narrows it when
+  `performance < low_threshold`; clamps to bounds and to the nominal range. Jittable."""
+  performance = jnp.asarray(performance, jnp.float32)
+  widen = performance >= state.high_threshold
+  shrink = performance < state.low_threshold
+  delta = jnp.where(widen, 1.0, jnp.where(shrink, -1.0, 0.0))
+
+  def new_low(low, step, bound, nom):
+    return jnp.clip(low - delta * step, bound, nom)
+
+  def new_high(high, step, bound, nom):
+    return jnp.clip(high + delta * step, nom, bound)
+
+  low = jax.tree.map(new_low, state.low, state.step_size, state.bound_low, state.nominal_low)
+  high = jax.tree.map(new_high, state.high, state.step_size, state.bound_high, state.nominal_high)
+  return state.replace(low=low, high=high,
+                       num_widened=state.num_widened + widen.astype(jnp.int32),
+                       num_shrunk=state.num_shrunk + shrink.astype(jnp.int32))
+
+
+def ranges(state: ADRState) -> Ranges:
+  """Current ranges `{field: f32[2, ...]}`, the shape of one env's `info["dr_ranges"]`."""
+  return {k: jnp.stack([state.low[k], state.high[k]]) for k in state.low}
+
+
+def with_ranges(env_state, state: ADRState):
+  """`env_state` (batched: leading axes on every leaf) with `info["dr_ranges"]` set to the current
+  ranges, broadcast over the batch; the next (auto-)reset of each env draws from them."""
+  current = env_state.info["dr_ranges"]
+  missing = sorted(set(state.low) - set(current))
+  if missing:
+    raise KeyError(f"env state has no dr_ranges for ADR field(s) {missing}")
+  new = dict(current)
+  for field, value in ranges(state).items():
+    new[field] = jnp.broadcast_to(value, current[field].shape).astype(current[field].dtype)
+  return env_state.replace(info={**env_state.info, "dr_ranges": new})
+
+
+def as_metrics(state: ADRState) -> dict[str, jax.Array]:
+  """`dr/<field>/low` and `dr/<field>/high` scalars (means over trailing dims) for logging."""
+  metrics = {}
+  for field in sorted(state.low):
+    metrics[f"dr/{field}/low"] = jnp.mean(state.low[field])
+    metrics[f"dr/{field}/high"] = jnp.mean(state.high[field])
+  return metrics

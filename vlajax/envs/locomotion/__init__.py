@@ -1,0 +1,1 @@
+"""Legged-locomotion tasks on the project's own MJCF models."""
