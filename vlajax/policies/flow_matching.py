@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -85,3 +86,61 @@ def flow_matching_loss(velocity_fn: Callable[[jnp.ndarray, jnp.ndarray], jnp.nda
   t = sample_time(time_rng, actions.shape[0])
   x_t = interpolate(actions, noise, t)
   return masked_mse(velocity_fn(x_t, t), target_velocity(actions, noise), mask)
+
+
+class VelocityMLP(nn.Module):
+  """Residual MLP velocity field over a flattened chunk: (x_t (B, H, A), t (B,), cond (B, C)) -> (B, H, A).
+
+  The time embedding and the conditioning enter every block through FiLM (scale and shift).
+  """
+  width: int = 256
+  depth: int = 3
+  time_dim: int = 64
+
+  @nn.compact
+  def __call__(self, x_t, t, cond):
+    b, horizon, action_dim = x_t.shape
+    context = jnp.concatenate([sincos_time_embedding(t, self.time_dim, 1e-2, 4.0), cond], axis=-1)
+    context = nn.Dense(self.width)(nn.gelu(nn.Dense(self.width)(context)))
+    h = nn.Dense(self.width)(x_t.reshape(b, horizon * action_dim))
+    for i in range(self.depth):
+      scale, shift = jnp.split(nn.Dense(2 * self.width, name=f"film_{i}")(context), 2, axis=-1)
+      y = nn.LayerNorm()(h) * (1.0 + scale) + shift
+      h = h + nn.Dense(self.width)(nn.gelu(nn.Dense(self.width)(y)))
+    out = nn.Dense(horizon * action_dim, kernel_init=nn.initializers.zeros)(nn.LayerNorm()(h))
+    return out.reshape(b, horizon, action_dim)
+
+
+class FlowMatchingPolicy(nn.Module):
+  """Flow-matching action-chunk head over a small observation encoder (no language model).
+
+  Methods follow the action-head protocol of ``vlajax.policies.base``:
+  ``compute_loss(obs, actions, rng, mask=None) -> (loss, per-example loss)`` and
+  ``sample_actions(obs, rng, num_steps=10) -> (B, H, A)``.
+  """
+  horizon: int
+  action_dim: int
+  encoder: nn.Module
+  velocity: nn.Module
+
+  def compute_loss(self, obs, actions, rng, mask=None):
+    cond = self.encoder(obs)
+    return flow_matching_loss(lambda x_t, t: self.velocity(x_t, t, cond), actions, rng, mask)
+
+  def sample_actions(self, obs, rng, num_steps: int = 10, noise=None):
+    cond = self.encoder(obs)
+    if noise is None:
+      noise = jax.random.normal(rng, (cond.shape[0], self.horizon, self.action_dim), jnp.float32)
+    return euler_sample(lambda x_t, t: self.velocity(x_t, t, cond), noise, num_steps)
+
+  def __call__(self, obs, actions, rng, mask=None):
+    return self.compute_loss(obs, actions, rng, mask)
+
+
+def make_flow_policy(horizon: int, action_dim: int, width: int = 256, depth: int = 3,
+                     state_key: str | None = "state", image_keys=()) -> FlowMatchingPolicy:
+  """A ``FlowMatchingPolicy`` with an ``ObservationEncoder`` and a ``VelocityMLP``."""
+  from vlajax.policies.encoders import ObservationEncoder  # pylint: disable=import-outside-toplevel
+  return FlowMatchingPolicy(horizon, action_dim,
+                            ObservationEncoder(width, state_key, tuple(image_keys)),
+                            VelocityMLP(width, depth))

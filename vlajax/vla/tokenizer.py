@@ -1,0 +1,58 @@
+"""Instruction tokenizer: a HuggingFace tokenizer loaded from local files only (never downloads).
+
+PaliGemma prompts are ``<bos> + text + "\\n"``; ``tokenize`` pads / truncates to a fixed length and
+returns ``(tokens int32 (B, L), mask bool (B, L))`` as the model batch expects.
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+
+class Tokenizer:
+  """Wraps a ``transformers`` tokenizer; ``__call__(texts) -> (tokens, mask)``."""
+
+  def __init__(self, hf_tokenizer, max_len: int, add_newline: bool = True):
+    self.hf = hf_tokenizer
+    self.max_len = max_len
+    self.add_newline = add_newline
+
+  @property
+  def pad_id(self) -> int:
+    pad = self.hf.pad_token_id
+    return 0 if pad is None else int(pad)
+
+  def encode(self, text: str) -> list[int]:
+    text = text.strip().replace("_", " ")
+    if self.add_newline:
+      text += "\n"
+    ids = self.hf.encode(text, add_special_tokens=False)
+    bos = self.hf.bos_token_id
+    return ([bos] if bos is not None else []) + list(ids)
+
+  def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    tokens = np.full((len(texts), self.max_len), self.pad_id, np.int32)
+    mask = np.zeros((len(texts), self.max_len), bool)
+    for row, text in enumerate(texts):
+      ids = self.encode(text)[:self.max_len]
+      tokens[row, :len(ids)] = ids
+      mask[row, :len(ids)] = True
+    return tokens, mask
+
+
+def load_tokenizer(path: str | pathlib.Path, max_len: int, add_newline: bool = True) -> Tokenizer:
+  """Loads the tokenizer saved under ``path`` (``tokenizer.json`` / ``tokenizer.model`` + configs).
+
+  Raises FileNotFoundError when ``path`` is not a directory, ImportError when transformers is absent.
+  """
+  path = pathlib.Path(path)
+  if not path.is_dir():
+    raise FileNotFoundError(f"tokenizer directory {path} does not exist (tokenizers are loaded from local files only)")
+  try:
+    from transformers import AutoTokenizer  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ImportError("loading a tokenizer needs `transformers` (pip install -e .[dev])") from e
+  hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+  return Tokenizer(hf, max_len, add_newline)
