@@ -44,13 +44,13 @@ def resolve_dataset_dir(path_or_root: str, name: str | None = None) -> str:
 class RldsSource:
   """An RLDS split on disk: its files, episode windows and parser."""
 
-  def __init__(self, directory: str, split: str = "train"):
+  def __init__(self, directory: str, split: str = "train", require_steps: bool = True):
     self.directory = directory
     self.builder = tfds.builder_from_directory(directory)
     self.name = self.builder.info.name
     self.split = split
     self.features = self.builder.info.features
-    if "steps" not in self.features:
+    if require_steps and "steps" not in self.features:
       raise KeyError(f"dataset '{self.name}' at '{directory}' is not RLDS: no 'steps' feature "
                      f"(features: {sorted(self.features.keys())})")
     try:
