@@ -14,6 +14,42 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 
+def _key_name(entry) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(entry, attr):
+      return str(getattr(entry, attr))
+  return str(entry)
+
+
+def _nest(tree: Any) -> dict:
+  """Any pytree as nested dicts of its non-empty leaves, keyed by path (orbax refuses size-0 arrays)."""
+  nested: dict = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if np.size(leaf) == 0 and hasattr(leaf, "shape"):
+      continue
+    node = nested
+    names = [_key_name(entry) for entry in path] or ["value"]
+    for name in names[:-1]:
+      node = node.setdefault(name, {})
+    node[names[-1]] = leaf
+  return nested
+
+
+def _unnest(nested: dict, target: Any) -> Any:
+  """Inverse of `_nest` with `target`'s structure; size-0 leaves come back as zeros."""
+  paths, treedef = jax.tree_util.tree_flatten_with_path(target)
+  leaves = []
+  for path, ref in paths:
+    if np.size(ref) == 0 and hasattr(ref, "shape"):
+      leaves.append(np.zeros(ref.shape, ref.dtype))
+      continue
+    node = nested
+    for name in [_key_name(entry) for entry in path] or ["value"]:
+      node = node[name]
+    leaves.append(node)
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
 def _abstract(tree: Any) -> Any:
   """Shape/dtype/sharding placeholders for `tree`, so restore lands on the same layout."""
   def leaf(x):
@@ -44,7 +80,7 @@ class Checkpointer:
     """Writes `state` (pytree of arrays) and `metadata` (JSON-serializable dict) at `step`."""
     self._manager.save(
         int(step),
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+        args=ocp.args.Composite(state=ocp.args.PyTreeSave(_nest(state)),
                                 metadata=ocp.args.JsonSave(dict(metadata or {}))),
         force=True,
     )
@@ -57,12 +93,19 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def restore(self, target: Any, step: int | None = None) -> Any:
-    """Restores the state at `step` (default: latest) with `target`'s structure, dtypes and shardings."""
+  def restore(self, target: Any, step: int | None = None, partial: bool = False) -> Any:
+    """Restores the state at `step` (default: latest) with `target`'s structure, dtypes and shardings.
+
+    With `partial=True`, `target` may name a subset of the saved tree (e.g. only the policy
+    parameters of a training state); only that subset is read.
+    """
     step = self._resolve(step)
-    restored = self._manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(target))))
-    return restored["state"]
+    abstract = _nest(_abstract(target))
+    args = ocp.args.PyTreeRestore(item=abstract,
+                                  restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                                  partial_restore=partial)
+    restored = self._manager.restore(step, args=ocp.args.Composite(state=args))
+    return _unnest(restored["state"], target)
 
   def metadata(self, step: int | None = None) -> dict:
     step = self._resolve(step)

@@ -30,7 +30,8 @@ def _scalar(value: Any) -> float | None:
     return None
   if array.size != 1 or not np.issubdtype(array.dtype, np.number):
     return None
-  return float(array.reshape(()))
+  value = float(array.reshape(()))
+  return None if math.isnan(value) else value
 
 
 class MetricWriter:
@@ -58,7 +59,7 @@ class MetricWriter:
         self._tb = SummaryWriter(str(run_dir / "tensorboard"))
 
   def write(self, step: int, metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Writes the scalar entries of `metrics` at `step`; returns them as floats."""
+    """Writes the scalar entries of `metrics` at `step` (NaN = "no value yet" is skipped)."""
     scalars = {k: v for k, v in ((k, _scalar(v)) for k, v in metrics.items()) if v is not None}
     if not self.enabled:
       return scalars

@@ -1,0 +1,36 @@
+"""Generalized advantage estimation with termination vs. truncation handled separately.
+
+Inputs are time-major, f32[T, B]: `rewards`, `values` (V(s_t)), `next_values` (V of the true next
+observation s_{t+1}, i.e. the final observation before an auto-reset), `dones` (episode ended at t,
+by termination or time limit) and `truncations` (ended by time limit only).
+
+A terminal step bootstraps nothing. A truncated step bootstraps from V(s_{t+1}) when
+`bootstrap_on_timeout`; otherwise it is treated as unknowable and masked out of the loss (returned
+`mask` is 0 there). In both cases the advantage trace is cut at every episode end.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def gae(rewards, values, next_values, dones, truncations, gamma: float, lam: float,
+        bootstrap_on_timeout: bool = True):
+  """Returns (advantages, returns, mask), each f32[T, B]."""
+  terminations = dones * (1.0 - truncations)
+  if bootstrap_on_timeout:
+    mask = jnp.ones_like(rewards)
+    continuing = 1.0 - terminations
+  else:
+    mask = 1.0 - truncations
+    continuing = 1.0 - dones
+  deltas = (rewards + gamma * continuing * next_values - values) * mask
+
+  def backward(carry, xs):
+    delta, done, m = xs
+    advantage = delta + gamma * lam * (1.0 - done) * carry * m
+    return advantage, advantage
+
+  _, advantages = jax.lax.scan(backward, jnp.zeros_like(rewards[0]),
+                               (deltas, dones, mask), reverse=True)
+  return advantages, advantages + values, mask

@@ -1,0 +1,111 @@
+"""The outer training loop shared by the RL learners: resume, iterate, evaluate, log, checkpoint.
+
+A learner provides `init(rng) -> state`, jitted `iteration(state) -> (state, metrics)`,
+`evaluate(state, rng, num_envs) -> metrics`, `env_steps_per_iteration`, and the state must be a
+flax dataclass with an `iteration` counter. Checkpoints hold the whole state (parameters,
+optimizer, normalizer, env states, RNG, counters), so a resumed run continues bit for bit.
+
+Run config keys (see `run_config()`): seed, resume, eval_every, num_eval_envs, checkpoint_every,
+keep_checkpoints, log_every.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from vlajax.core.checkpoint import Checkpointer
+from vlajax.core.metrics import MetricWriter
+
+
+def run_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      "seed": 0,
+      "resume": True,           # continue from the newest checkpoint in workdir when there is one
+      "eval_every": 10,         # iterations; 0 = only at the end
+      "num_eval_envs": 64,
+      "checkpoint_every": 20,   # iterations; a final checkpoint is always written
+      "keep_checkpoints": 3,
+      "log_every": 1,
+  })
+
+
+def state_to_dict(state) -> dict:
+  """A dataclass train state as a top-level dict (so subsets can be restored by key)."""
+  return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+
+
+def state_from_dict(cls, tree: dict):
+  return cls(**tree)
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Raised when a training iteration produces a non-finite loss; no checkpoint is written."""
+
+
+def train(learner, run: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_iterations: int,
+          metadata: dict | None = None, extra_metrics: Callable[[Any], dict] | None = None,
+          after_iteration: Callable[[Any, dict], Any] | None = None, stream=None):
+  """Runs `num_iterations` iterations of `learner` (resuming from `workdir`); returns the state.
+
+  `after_iteration(state, metrics) -> state` runs on the host after each logged iteration (e.g. to
+  update automatic domain randomization); `extra_metrics(state) -> dict` adds logged scalars.
+  """
+  workdir = pathlib.Path(workdir)
+  checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=run.keep_checkpoints)
+  state = learner.init(jax.random.PRNGKey(run.seed))
+  cls = type(state)
+  if run.resume and checkpointer.latest_step() is not None:
+    state = state_from_dict(cls, checkpointer.restore(state_to_dict(state)))
+  start = int(jax.device_get(state.iteration))
+  steps_per_iteration = learner.env_steps_per_iteration
+  writer = MetricWriter(workdir, total_steps=num_iterations * steps_per_iteration, stream=stream)
+  eval_key = jax.random.PRNGKey(run.seed + 1)
+  metadata = dict(metadata or {})
+
+  def save(it: int):
+    checkpointer.save(it, state_to_dict(state), {**metadata, "iteration": it,
+                                                 "env_steps": it * steps_per_iteration})
+
+  tic, tic_iteration = time.time(), start
+  start_time = time.time()
+  for it in range(start + 1, num_iterations + 1):
+    state, metrics = learner.iteration(state)
+    loss = float(jax.device_get(metrics["loss/total"]))
+    if not np.isfinite(loss):
+      checkpointer.close()
+      writer.close()
+      last = checkpointer.latest_step()
+      raise NonFiniteLossError(
+          f"non-finite loss ({loss}) at iteration {it}; stopped without saving. The last good "
+          f"checkpoint is step {last} in {checkpointer.directory}")
+    if after_iteration is not None:
+      state = after_iteration(state, metrics)
+    log_now = it % max(run.log_every, 1) == 0 or it == num_iterations
+    eval_now = (run.eval_every and it % run.eval_every == 0) or it == num_iterations
+    if log_now or eval_now:
+      metrics = jax.device_get(metrics)
+      jax.block_until_ready(state)
+      now = time.time()
+      metrics = dict(metrics)
+      metrics["perf/env_steps_per_s"] = (it - tic_iteration) * steps_per_iteration / max(now - tic, 1e-9)
+      metrics["perf/wall_time_s"] = now - start_time
+      metrics["env_steps"] = it * steps_per_iteration
+      if extra_metrics is not None:
+        metrics.update(extra_metrics(state))
+      if eval_now:
+        metrics.update(jax.device_get(learner.evaluate(state, jax.random.fold_in(eval_key, it),
+                                                       run.num_eval_envs)))
+      writer.write(it * steps_per_iteration, metrics)
+      tic, tic_iteration = time.time(), it
+    if (run.checkpoint_every and it % run.checkpoint_every == 0) or it == num_iterations:
+      save(it)
+  checkpointer.close()
+  writer.close()
+  return state

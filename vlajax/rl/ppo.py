@@ -1,0 +1,471 @@
+"""PPO, jitted end to end and data-parallel over a device mesh.
+
+One training iteration (`Learner.iteration`, a single jitted function) is, by granularity:
+
+  rollout      lax.scan over `unroll_length` control steps of `num_envs` batched envs
+  gae          advantages and returns (time-major, reverse scan)
+  epoch        lax.scan over `num_epochs`, each a fresh permutation of the T·B samples
+  minibatch    lax.scan over `num_minibatches` gradient steps
+
+The env batch axis is sharded over the mesh axis `data`; parameters, optimizer state and the
+observation normalizer are replicated. Because the program is written over the global batch, XLA
+inserts the cross-device (and cross-host) reductions for losses, gradients and normalizer
+statistics, and the math is the same on 1 device or many.
+
+The policy is a tanh-squashed Gaussian on `obs[policy_obs_key]`; the value function reads
+`obs[value_obs_key]` (asymmetric actor-critic on `privileged_state`).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+from jax.sharding import Mesh
+
+from vlajax.core import mesh as mesh_lib
+from vlajax.envs import wrappers
+from vlajax.rl import distributions as dist
+from vlajax.rl import gae as gae_lib
+from vlajax.rl import running_stats
+from vlajax.rl.networks import MLP
+
+LR_SCHEDULES = ("constant", "linear", "cosine", "adaptive_kl")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Learner hyperparameters (Playground Go1 joystick values where they apply)."""
+  return ml_collections.ConfigDict({
+      "num_envs": 8192,
+      "unroll_length": 20,
+      "num_minibatches": 32,
+      "num_epochs": 4,
+      "num_iterations": 1200,
+      "episode_length": 1000,
+      "action_repeat": 1,
+      "gamma": 0.97,
+      "gae_lambda": 0.95,
+      "learning_rate": 3e-4,
+      "lr_schedule": "constant",
+      "kl_target": 0.01,           # adaptive_kl only
+      "lr_bounds": (1e-5, 1e-2),   # adaptive_kl only
+      "clip_eps": 0.3,
+      "clip_value_loss": True,
+      "value_coef": 0.5,
+      "entropy_coef": 1e-2,
+      "max_grad_norm": 1.0,
+      "normalize_advantages": True,
+      "normalize_observations": True,
+      "bootstrap_on_timeout": True,
+      "reward_scaling": 1.0,
+      "policy_hidden": (512, 256, 128),
+      "value_hidden": (512, 256, 128),
+      "activation": "swish",
+      "policy_obs_key": "state",
+      "value_obs_key": "privileged_state",
+      "min_std": 1e-3,
+      "init_noise_std": 1.0,
+  })
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Raises ValueError naming the offending key for inconsistent learner settings."""
+  if config.lr_schedule not in LR_SCHEDULES:
+    raise ValueError(f"ppo.lr_schedule '{config.lr_schedule}' unknown (use one of {LR_SCHEDULES})")
+  if config.num_envs % num_devices:
+    raise ValueError(f"ppo.num_envs ({config.num_envs}) must be divisible by the number of "
+                     f"devices ({num_devices})")
+  samples = config.num_envs * config.unroll_length
+  if samples % config.num_minibatches:
+    raise ValueError(f"ppo.num_minibatches ({config.num_minibatches}) must divide "
+                     f"num_envs × unroll_length ({samples})")
+
+
+@struct.dataclass
+class TrainState:
+  """Everything a run needs to continue bit for bit."""
+  params: dict            # {"policy": ..., "value": ...}
+  opt_state: Any
+  obs_stats: running_stats.RunningStats
+  env_state: Any          # batched env State, leading axis num_envs (sharded)
+  episode_return: jax.Array   # f32[num_envs], running return of the current episode
+  episode_length: jax.Array   # f32[num_envs]
+  rng: jax.Array
+  iteration: jax.Array    # i32[]
+  learning_rate: jax.Array  # f32[], the current (possibly adapted) learning rate
+
+
+@struct.dataclass
+class Transition:
+  """Rollout data, time-major f32[T, B, ...]."""
+  obs: dict
+  raw_action: jax.Array
+  reward: jax.Array
+  done: jax.Array
+  truncation: jax.Array
+  final_obs: dict
+  reward_terms: dict
+
+
+class Networks:
+  """Policy and value MLPs plus the pure functions PPO needs from them."""
+
+  def __init__(self, config: ml_collections.ConfigDict, action_size: int):
+    self.config = config
+    self.action_size = action_size
+    self.policy = MLP(tuple(config.policy_hidden), 2 * action_size, config.activation,
+                      out_scale=0.01)
+    self.value = MLP(tuple(config.value_hidden), 1, config.activation)
+    # softplus(raw) + min_std = init_noise_std at raw = this offset.
+    self._std_offset = float(jnp.log(jnp.expm1(config.init_noise_std - config.min_std)))
+
+  def init(self, rng: jax.Array, obs_sizes: dict) -> dict:
+    k_pi, k_v = jax.random.split(rng)
+    pi_in = jnp.zeros(obs_sizes[self.config.policy_obs_key])
+    v_in = jnp.zeros(obs_sizes[self.config.value_obs_key])
+    return {"policy": self.policy.init(k_pi, pi_in), "value": self.value.init(k_v, v_in)}
+
+  def distribution(self, params: dict, obs: dict):
+    logits = self.policy.apply(params["policy"], obs[self.config.policy_obs_key])
+    mean, raw_std = jnp.split(logits, 2, axis=-1)
+    std = jax.nn.softplus(raw_std + self._std_offset) + self.config.min_std
+    return mean, std
+
+  def value_fn(self, params: dict, obs: dict) -> jax.Array:
+    return self.value.apply(params["value"], obs[self.config.value_obs_key])[..., 0]
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam with grad-norm clipping; the learning rate is injected so schedules and KL can set it."""
+  return optax.chain(
+      optax.clip_by_global_norm(config.max_grad_norm),
+      optax.inject_hyperparams(optax.adam)(learning_rate=config.learning_rate),
+  )
+
+
+def scheduled_lr(config: ml_collections.ConfigDict, iteration: jax.Array,
+                 current: jax.Array) -> jax.Array:
+  """Learning rate for `iteration` (adaptive_kl keeps `current`; it is adapted after the update)."""
+  frac = jnp.clip(iteration / max(config.num_iterations, 1), 0.0, 1.0)
+  if config.lr_schedule == "linear":
+    return config.learning_rate * (1.0 - frac)
+  if config.lr_schedule == "cosine":
+    return config.learning_rate * 0.5 * (1.0 + jnp.cos(jnp.pi * frac))
+  if config.lr_schedule == "adaptive_kl":
+    return current
+  return jnp.asarray(config.learning_rate, jnp.float32)
+
+
+def adapt_lr_to_kl(config, lr: jax.Array, kl: jax.Array) -> jax.Array:
+  """rsl_rl's rule: ÷1.5 when KL > 2·target, ×1.5 when KL < target/2, within bounds."""
+  lr = jnp.where(kl > 2.0 * config.kl_target, lr / 1.5, lr)
+  lr = jnp.where(kl < 0.5 * config.kl_target, lr * 1.5, lr)
+  low, high = config.lr_bounds
+  return jnp.clip(lr, low, high)
+
+
+class Learner:
+  """Builds the jitted `init` and `iteration` for one env and config on one mesh."""
+
+  def __init__(self, env, config: ml_collections.ConfigDict, mesh: Mesh | None = None):
+    self.mesh = mesh or mesh_lib.make_mesh({"data": -1})
+    self.num_devices = self.mesh.devices.size
+    validate(config, self.num_devices)
+    self.config = config
+    self.env = env
+    self.train_env = wrappers.wrap_for_training(env, config.episode_length, config.action_repeat)
+    self.eval_env = wrappers.VmapWrapper(
+        wrappers.EpisodeWrapper(env, config.episode_length, config.action_repeat))
+    self.obs_sizes = env.observation_size
+    for key in (config.policy_obs_key, config.value_obs_key):
+      if key not in self.obs_sizes:
+        raise KeyError(f"observation key '{key}' not produced by the env "
+                       f"(it has: {', '.join(sorted(self.obs_sizes))})")
+    self.networks = Networks(config, env.action_size)
+    self.optimizer = make_optimizer(config)
+    self.env_steps_per_iteration = config.num_envs * config.unroll_length * config.action_repeat
+
+    batch = mesh_lib.sharding(self.mesh, "data")
+    replicated = mesh_lib.replicated(self.mesh)
+    abstract = jax.eval_shape(self._init, jax.random.PRNGKey(0))
+    self.state_sharding = TrainState(
+        params=jax.tree.map(lambda _: replicated, abstract.params),
+        opt_state=jax.tree.map(lambda _: replicated, abstract.opt_state),
+        obs_stats=jax.tree.map(lambda _: replicated, abstract.obs_stats),
+        env_state=jax.tree.map(lambda _: batch, abstract.env_state),
+        episode_return=batch, episode_length=batch, rng=replicated, iteration=replicated,
+        learning_rate=replicated)
+    self.init = jax.jit(self._init, out_shardings=self.state_sharding)
+    self.iteration = jax.jit(self._iteration, in_shardings=(self.state_sharding,),
+                             out_shardings=(self.state_sharding, replicated), donate_argnums=0)
+    self.evaluate = jax.jit(self._evaluate, static_argnums=2, out_shardings=replicated)
+
+  # -- init ---------------------------------------------------------------------------------------
+
+  def _init(self, rng: jax.Array) -> TrainState:
+    k_net, k_env, k_run = jax.random.split(rng, 3)
+    params = self.networks.init(k_net, self.obs_sizes)
+    env_state = self.train_env.reset(jax.random.split(k_env, self.config.num_envs))
+    zeros = jnp.zeros((self.config.num_envs,))
+    return TrainState(params=params, opt_state=self.optimizer.init(params),
+                      obs_stats=running_stats.init(self.obs_sizes), env_state=env_state,
+                      episode_return=zeros, episode_length=zeros, rng=k_run,
+                      iteration=jnp.zeros((), jnp.int32),
+                      learning_rate=jnp.asarray(self.config.learning_rate, jnp.float32))
+
+  # -- acting -------------------------------------------------------------------------------------
+
+  def _normalize(self, stats, obs):
+    if not self.config.normalize_observations:
+      return obs
+    return running_stats.normalize(stats, obs)
+
+  def policy_fn(self, params: dict, stats, obs: dict, rng: jax.Array | None = None):
+    """Action f32[..., A] in [-1, 1]: a sample, or the mode when `rng` is None."""
+    mean, std = self.networks.distribution(params, self._normalize(stats, obs))
+    if rng is None:
+      return dist.mode(mean)
+    return dist.squash(dist.sample_raw(rng, mean, std))
+
+  def _rollout(self, state: TrainState, rng: jax.Array):
+    cfg = self.config
+
+    def step(carry, key):
+      env_state, ep_return, ep_length, done_stats = carry
+      mean, std = self.networks.distribution(
+          state.params, self._normalize(state.obs_stats, env_state.obs))
+      raw = dist.sample_raw(key, mean, std)
+      next_state = self.train_env.step(env_state, dist.squash(raw))
+      done = next_state.done
+      ep_return = ep_return + next_state.reward
+      ep_length = ep_length + 1.0
+      done_stats = (done_stats[0] + jnp.sum(done * ep_return), done_stats[1] + jnp.sum(done * ep_length),
+                    done_stats[2] + jnp.sum(done))
+      transition = Transition(
+          obs=env_state.obs, raw_action=raw, reward=next_state.reward, done=done,
+          truncation=next_state.info["truncation"], final_obs=next_state.info["final_obs"],
+          reward_terms={k: v for k, v in next_state.metrics.items() if k.startswith("reward/")})
+      ep_return = ep_return * (1.0 - done)
+      ep_length = ep_length * (1.0 - done)
+      return (next_state, ep_return, ep_length, done_stats), transition
+
+    zero = jnp.zeros(())
+    carry = (state.env_state, state.episode_return, state.episode_length, (zero, zero, zero))
+    carry, traj = jax.lax.scan(step, carry, jax.random.split(rng, cfg.unroll_length))
+    return carry, traj
+
+  # -- learning -----------------------------------------------------------------------------------
+
+  def _loss(self, params, stats, batch, rng):
+    cfg = self.config
+    obs = self._normalize(stats, batch["obs"])
+    mean, std = self.networks.distribution(params, obs)
+    log_prob = dist.log_prob(mean, std, batch["raw_action"])
+    log_ratio = log_prob - batch["log_prob"]
+    ratio = jnp.exp(log_ratio)
+    weight = batch["mask"]
+    denom = jnp.maximum(jnp.sum(weight), 1.0)
+    adv = batch["advantage"]
+    if cfg.normalize_advantages:
+      adv_mean = jnp.sum(adv * weight) / denom
+      adv_std = jnp.sqrt(jnp.sum(((adv - adv_mean) ** 2) * weight) / denom)
+      adv = (adv - adv_mean) / (adv_std + 1e-8)
+    surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv)
+    policy_loss = -jnp.sum(surrogate * weight) / denom
+
+    value = self.networks.value_fn(params, obs)
+    value_error = (value - batch["return"]) ** 2
+    if cfg.clip_value_loss:
+      clipped = batch["value"] + jnp.clip(value - batch["value"], -cfg.clip_eps, cfg.clip_eps)
+      value_error = jnp.maximum(value_error, (clipped - batch["return"]) ** 2)
+    value_loss = 0.5 * jnp.sum(value_error * weight) / denom
+
+    entropy = jnp.mean(dist.entropy(mean, std, rng))
+    loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy
+    metrics = {
+        "loss/total": loss, "loss/policy": policy_loss, "loss/value": value_loss,
+        "loss/entropy": entropy,
+        "ppo/approx_kl": jnp.sum(((ratio - 1.0) - log_ratio) * weight) / denom,
+        "ppo/clip_fraction": jnp.sum((jnp.abs(ratio - 1.0) > cfg.clip_eps) * weight) / denom,
+        "policy/std": jnp.mean(std),
+    }
+    return loss, metrics
+
+  def _iteration(self, state: TrainState) -> tuple[TrainState, dict]:
+    cfg = self.config
+    rng, k_roll, k_sgd = jax.random.split(state.rng, 3)
+    (env_state, ep_return, ep_length, done_stats), traj = self._rollout(state, k_roll)
+
+    obs_stats = state.obs_stats
+    if cfg.normalize_observations:
+      obs_stats = running_stats.update(obs_stats, traj.obs)
+    obs = self._normalize(obs_stats, traj.obs)
+    final_obs = self._normalize(obs_stats, traj.final_obs)
+    values = self.networks.value_fn(state.params, obs)
+    next_values = self.networks.value_fn(state.params, final_obs)
+    rewards = traj.reward * cfg.reward_scaling
+    advantages, returns, mask = gae_lib.gae(rewards, values, next_values, traj.done,
+                                            traj.truncation, cfg.gamma, cfg.gae_lambda,
+                                            cfg.bootstrap_on_timeout)
+    mean, std = self.networks.distribution(state.params, obs)
+    old_log_prob = dist.log_prob(mean, std, traj.raw_action)
+
+    num_samples = cfg.num_envs * cfg.unroll_length
+    flat = lambda x: jnp.reshape(x, (num_samples,) + x.shape[2:])
+    data = jax.tree.map(flat, {"obs": traj.obs, "raw_action": traj.raw_action,
+                               "log_prob": old_log_prob, "advantage": advantages,
+                               "return": returns, "value": values, "mask": mask})
+
+    lr = scheduled_lr(cfg, state.iteration, state.learning_rate)
+    opt_state = _set_learning_rate(state.opt_state, lr)
+    grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+
+    def minibatch_step(carry, batch):
+      params, opt_state, key = carry
+      key, k_ent = jax.random.split(key)
+      (_, metrics), grads = grad_fn(params, obs_stats, batch, k_ent)
+      updates, opt_state = self.optimizer.update(grads, opt_state, params)
+      params = optax.apply_updates(params, updates)
+      metrics["grad_norm"] = optax.global_norm(grads)
+      return (params, opt_state, key), metrics
+
+    def epoch_step(carry, key):
+      params, opt_state = carry
+      k_perm, k_mb = jax.random.split(key)
+      perm = jax.random.permutation(k_perm, num_samples)
+      shuffled = jax.tree.map(
+          lambda x: jnp.reshape(x[perm], (cfg.num_minibatches, -1) + x.shape[1:]), data)
+      (params, opt_state, _), metrics = jax.lax.scan(
+          minibatch_step, (params, opt_state, k_mb), shuffled)
+      return (params, opt_state), metrics
+
+    (params, opt_state), metrics = jax.lax.scan(
+        epoch_step, (state.params, opt_state), jax.random.split(k_sgd, cfg.num_epochs))
+    metrics = jax.tree.map(jnp.mean, metrics)
+
+    next_lr = lr
+    if cfg.lr_schedule == "adaptive_kl":
+      next_lr = adapt_lr_to_kl(cfg, lr, metrics["ppo/approx_kl"])
+
+    explained = 1.0 - jnp.var(returns - values) / (jnp.var(returns) + 1e-8)
+    finished = done_stats[2]
+    metrics.update({
+        "ppo/learning_rate": lr,
+        "ppo/explained_variance": explained,
+        "episode/return": jnp.where(finished > 0, done_stats[0] / jnp.maximum(finished, 1), jnp.nan),
+        "episode/length": jnp.where(finished > 0, done_stats[1] / jnp.maximum(finished, 1), jnp.nan),
+        "episode/finished": finished,
+        "rollout/reward": jnp.mean(traj.reward),
+    })
+    metrics.update({k: jnp.mean(v) for k, v in traj.reward_terms.items()})
+    new_state = TrainState(params=params, opt_state=opt_state, obs_stats=obs_stats,
+                           env_state=env_state, episode_return=ep_return, episode_length=ep_length,
+                           rng=rng, iteration=state.iteration + 1, learning_rate=next_lr)
+    return new_state, metrics
+
+  # -- evaluation ---------------------------------------------------------------------------------
+
+  def _evaluate(self, state: TrainState, rng: jax.Array, num_envs: int) -> dict:
+    """Deterministic policy over one episode of `num_envs` fresh envs; returns mean metrics."""
+    env_state = self.eval_env.reset(jax.random.split(rng, num_envs))
+
+    def step(carry, _):
+      env_state, alive, ret, length, terms = carry
+      action = self.policy_fn(state.params, state.obs_stats, env_state.obs)
+      env_state = self.eval_env.step(env_state, action)
+      ret = ret + alive * env_state.reward
+      length = length + alive
+      terms = {k: terms[k] + alive * env_state.metrics[k] for k in terms}
+      alive = alive * (1.0 - env_state.done)
+      return (env_state, alive, ret, length, terms), None
+
+    zeros = jnp.zeros((num_envs,))
+    terms = {k: zeros for k in env_state.metrics if k.startswith("reward/")}
+    carry = (env_state, jnp.ones((num_envs,)), zeros, zeros, terms)
+    steps = self.config.episode_length
+    (_, _, ret, length, terms), _ = jax.lax.scan(step, carry, None, length=steps)
+    out = {"eval/episode_return": jnp.mean(ret), "eval/episode_length": jnp.mean(length)}
+    out.update({f"eval/{k}": jnp.mean(v / jnp.maximum(length, 1.0)) for k, v in terms.items()})
+    return out
+
+
+def _set_learning_rate(opt_state, lr):
+  """Writes `lr` into the injected-hyperparameter state of the optimizer chain."""
+  clip_state, adam_state = opt_state
+  hyper = dict(adam_state.hyperparams)
+  hyper["learning_rate"] = jnp.asarray(lr, hyper["learning_rate"].dtype)
+  return (clip_state, adam_state._replace(hyperparams=hyper))
+
+
+# -- deployment -----------------------------------------------------------------------------------
+
+class Policy:
+  """A trained PPO policy as a plain jitted function: obs dict (unbatched or batched) -> action.
+
+  `action = policy(obs)` with `obs[policy_obs_key]: f32[..., n]` gives `f32[..., A]` in [-1, 1]
+  (the deterministic mode). `config` is the run's resolved config (dict).
+  """
+
+  def __init__(self, networks: Networks, params: dict, obs_stats, normalize: bool, config: dict,
+               observation_size: dict, action_size: int):
+    self.config = config
+    self.observation_size = observation_size
+    self.action_size = action_size
+    self.obs_key = networks.config.policy_obs_key
+
+    def act(params, obs_stats, obs):
+      obs = dict(obs)
+      if normalize:
+        obs = running_stats.normalize(obs_stats, obs)
+      mean, _ = networks.distribution(params, obs)
+      return dist.mode(mean)
+
+    self._act = jax.jit(act)
+    self._params, self._obs_stats = params, obs_stats
+
+  def __call__(self, obs: dict) -> jax.Array:
+    if self.obs_key not in obs:
+      raise KeyError(f"observation is missing '{self.obs_key}' (got: {', '.join(sorted(obs))})")
+    x = jnp.asarray(obs[self.obs_key], jnp.float32)
+    expected = self.observation_size[self.obs_key]
+    if x.shape[-len(expected):] != tuple(expected):
+      raise ValueError(f"observation '{self.obs_key}' has shape {x.shape}, expected (..., "
+                       f"{', '.join(map(str, expected))})")
+    return self._act(self._params, self._obs_stats, {self.obs_key: x})
+
+
+def load_policy(path, step: int | None = None) -> Policy:
+  """Loads the policy of a PPO run directory (or its `checkpoints/` directory) for deployment.
+
+  Only the policy parameters and the observation normalizer are read from the checkpoint.
+  """
+  import pathlib  # pylint: disable=import-outside-toplevel
+  from vlajax import envs  # pylint: disable=import-outside-toplevel
+  from vlajax.core.checkpoint import Checkpointer  # pylint: disable=import-outside-toplevel
+
+  path = pathlib.Path(path)
+  ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+  checkpointer = Checkpointer(ckpt_dir, max_to_keep=None)
+  meta = checkpointer.metadata(step)
+  if "config" not in meta:
+    raise ValueError(f"checkpoint in {ckpt_dir} has no run config in its metadata")
+  config = meta["config"]
+  env_config = ml_collections.ConfigDict(config["env"])
+  env = envs.make(config["env_name"], config=env_config)
+  ppo_config = ml_collections.ConfigDict(config["ppo"])
+  networks = Networks(ppo_config, env.action_size)
+  obs_sizes = env.observation_size
+  target = {
+      "params": jax.eval_shape(lambda k: networks.init(k, obs_sizes), jax.random.PRNGKey(0)),
+      "obs_stats": jax.eval_shape(lambda: running_stats.init(obs_sizes)),
+  }
+  restored = checkpointer.restore(target, step=step, partial=True)
+  checkpointer.close()
+  policy_params = {"policy": restored["params"]["policy"], "value": None}
+  return Policy(networks, policy_params, restored["obs_stats"], ppo_config.normalize_observations,
+                config, obs_sizes, env.action_size)
