@@ -4,8 +4,8 @@
 ``q`` are ``float[n]`` over the arm's hinge/slide joints (in the given order); positions are world
 frame metres, orientations rotation matrices ``float[3, 3]`` or rotation vectors ``float[3]``.
 
-Differential IK (damped least squares): ``dq = J^T (J J^T + lambda^2 I)^{-1} e`` with the 6-D pose
-error ``e = [p* - p, log(R* R^T)]`` (position-only when no target orientation is given).
+Differential IK (damped least squares): ``dq = J^T (J J^T + lambda^2 I)^{-1} e``, lambda shrinking
+with the error, and the 6-D pose error ``e = [p* - p, log(R* R^T)]`` (position-only when no target orientation is given).
 End-effector-delta actions (the usual VLA action space: ``[dx, dy, dz, drx, dry, drz]``) become
 joint targets by `ee_delta_to_joint_target`.
 """
@@ -122,7 +122,10 @@ class Kinematics:
             err = np.concatenate([err, orientation_error(target_rot, rot)])
         else:
             jac = jac[:3]
-        dq = jac.T @ np.linalg.solve(jac @ jac.T + damping**2 * np.eye(len(err)), err)
+        # Damping fades with the error (Levenberg-Marquardt style): robust far from the target and
+        # near singularities, Gauss-Newton-fast close to it.
+        lam = damping * min(1.0, float(np.linalg.norm(err)) / 0.05)
+        dq = jac.T @ np.linalg.solve(jac @ jac.T + (lam**2 + 1e-12) * np.eye(len(err)), err)
         norm = np.max(np.abs(dq))
         if norm > max_step:
             dq *= max_step / norm

@@ -172,10 +172,14 @@ class PolicyServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Closes the listening socket and all connections (clients see the connection close)."""
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop closed in between: already stopped
+                pass
         if self._thread is not None:
             self._thread.join(timeout)
+            self._thread = None
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> "PolicyServer":
