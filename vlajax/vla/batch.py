@@ -63,46 +63,57 @@ def loss_mask(batch: Mapping[str, Any]) -> jnp.ndarray | None:
   return mask
 
 
-def _fit_last_dim(x, size: int):
+def _fit_last_dim(x, size: int) -> np.ndarray:
   """Zero-pads or truncates the last dimension to ``size``."""
-  x = jnp.asarray(x)
+  x = np.asarray(x)
   if x.shape[-1] >= size:
     return x[..., :size]
   pad = [(0, 0)] * (x.ndim - 1) + [(0, size - x.shape[-1])]
-  return jnp.pad(x, pad)
+  return np.pad(x, pad)
 
 
 def from_standardized(data_batch: Mapping[str, Any], config: Pi0Config,
                       tokenize: Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]],
-                      cameras: Sequence[str] = ("primary", "wrist")) -> dict[str, Any]:
-  """Converts a ``vlajax.data`` standardized batch (see its module docstring) into a model batch.
+                      cameras: Sequence[str] = ("primary", "wrist")) -> dict[str, np.ndarray]:
+  """Converts this host's rows of a ``vlajax.data`` standardized batch (``DataLoader.next_local()``,
+  numpy; format in the ``vlajax.data`` docstring) into a host-local model batch.
 
-  Uses the last step of the observation history, the first ``config.num_cameras`` of ``cameras``,
-  zero-pads / truncates proprio and actions to ``state_dim`` / ``action_dim``, and tokenizes the
-  (host-local) instructions with ``tokenize(list[str]) -> (tokens (B, L), mask (B, L))``.
+  Uses the last step of the observation history and the first ``config.num_cameras`` of
+  ``cameras``; zero-pads / truncates proprio and actions to ``state_dim`` / ``action_dim``; tokenizes
+  the instructions with ``tokenize(list[str]) -> (tokens (B, L), mask (B, L))``. Rows with
+  ``is_robot == False`` (vision-language co-training rows) get an all-False action mask: this model
+  has no text loss, so they contribute nothing.
   """
   obs = data_batch["observation"]
   cams = list(cameras)[:config.num_cameras]
+  size = (config.vision.image_size, config.vision.image_size, 3)
   images, image_mask = [], []
   for cam in cams:
     key = f"image_{cam}"
     if key not in obs:
       raise KeyError(f"data batch has no observation field {key!r} (has {sorted(obs)})")
-    img = jnp.asarray(obs[key])[:, -1]
-    if img.shape[1:] != (config.vision.image_size, config.vision.image_size, 3):
-      raise ValueError(f"observation {key!r} images are {img.shape[1:]}; the model expects "
-                       f"{(config.vision.image_size, config.vision.image_size, 3)} (set the loader's image_size)")
-    images.append(img.astype(jnp.float32) / 127.5 - 1.0)
-    image_mask.append(jnp.asarray(obs["image_mask"][cam])[:, -1])
-  proprio = jnp.asarray(obs["proprio"])[:, -1] * jnp.asarray(obs["proprio_mask"])[:, -1]
+    img = np.asarray(obs[key])[:, -1]
+    if img.shape[1:] != size:
+      raise ValueError(f"observation {key!r} images are {img.shape[1:]}; the model expects {size} "
+                       "(set the data config's image_size)")
+    images.append(img.astype(np.float32) / 127.5 - 1.0)
+    image_mask.append(np.asarray(obs["image_mask"][cam])[:, -1])
+  proprio = np.asarray(obs["proprio"])[:, -1] * np.asarray(obs["proprio_mask"])[:, -1]
   instructions = [s.decode() if isinstance(s, bytes) else str(s) for s in np.asarray(data_batch["instruction"])]
   tokens, token_mask = tokenize(instructions)
-  actions = jnp.asarray(data_batch["action"], jnp.float32)
-  action_mask = jnp.asarray(data_batch["action_pad_mask"], bool)
+  action_mask = _fit_last_dim(np.asarray(data_batch["action_pad_mask"], bool), config.action_dim)
+  if "is_robot" in data_batch:
+    action_mask = action_mask & np.asarray(data_batch["is_robot"], bool)[:, None, None]
   return {
-      "images": jnp.stack(images, axis=1), "image_mask": jnp.stack(image_mask, axis=1),
-      "tokens": tokens, "token_mask": token_mask,
-      "state": _fit_last_dim(proprio, config.state_dim).astype(jnp.float32),
-      "actions": _fit_last_dim(actions, config.action_dim),
-      "action_mask": _fit_last_dim(action_mask, config.action_dim).astype(bool),
+      "images": np.stack(images, axis=1), "image_mask": np.stack(image_mask, axis=1).astype(bool),
+      "tokens": np.asarray(tokens, np.int32), "token_mask": np.asarray(token_mask, bool),
+      "state": _fit_last_dim(proprio, config.state_dim).astype(np.float32),
+      "actions": _fit_last_dim(np.asarray(data_batch["action"], np.float32), config.action_dim),
+      "action_mask": action_mask.astype(bool),
   }
+
+
+def zeros_batch(config: Pi0Config, batch_size: int = 1) -> dict[str, np.ndarray]:
+  """An all-zeros batch of the right shapes and dtypes (for initialization and shape checks)."""
+  dtypes = {"image_mask": bool, "token_mask": bool, "tokens": np.int32}
+  return {k: np.zeros(s, dtypes.get(k, np.float32)) for k, s in expected_shapes(config, batch_size).items()}

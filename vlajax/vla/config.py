@@ -87,12 +87,12 @@ class Pi0Config:
 
 
 def tiny(**overrides) -> Pi0Config:
-  """CPU test size: 28x28 images with patch 14 (4 tokens/camera), 2 decoder layers."""
+  """CPU test size: two 28x28 cameras with patch 14 (4 tokens each), 2 decoder layers, 8-dim actions."""
   cfg = Pi0Config(
       vision=VisionConfig(width=32, depth=1, mlp_dim=64, num_heads=2, patch_size=14, image_size=28),
       llm=GemmaConfig(width=32, depth=2, mlp_dim=64, num_heads=2, num_kv_heads=1, head_dim=16),
       expert=GemmaConfig(width=24, depth=2, mlp_dim=48, num_heads=2, num_kv_heads=1, head_dim=16),
-      vocab_size=64, action_dim=4, action_horizon=4, state_dim=4, max_token_len=6, num_cameras=1)
+      vocab_size=64, action_dim=8, action_horizon=4, state_dim=8, max_token_len=6, num_cameras=2)
   return cfg.replace(**overrides)
 
 

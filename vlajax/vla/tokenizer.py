@@ -56,3 +56,26 @@ def load_tokenizer(path: str | pathlib.Path, max_len: int, add_newline: bool = T
     raise ImportError("loading a tokenizer needs `transformers` (pip install -e .[dev])") from e
   hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
   return Tokenizer(hf, max_len, add_newline)
+
+
+class ByteTokenizer:
+  """Fallback when no HF tokenizer directory is given: ``<bos>=1`` then UTF-8 bytes mapped into
+  ``[3, vocab_size)`` (folded modulo when the vocabulary is smaller than 259). Pad id 0."""
+
+  def __init__(self, vocab_size: int, max_len: int):
+    if vocab_size < 4:
+      raise ValueError(f"ByteTokenizer needs vocab_size >= 4, got {vocab_size}")
+    self.vocab_size = vocab_size
+    self.max_len = max_len
+
+  def encode(self, text: str) -> list[int]:
+    return [1] + [3 + b % (self.vocab_size - 3) for b in (text.strip() + "\n").encode()]
+
+  def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    tokens = np.zeros((len(texts), self.max_len), np.int32)
+    mask = np.zeros((len(texts), self.max_len), bool)
+    for row, text in enumerate(texts):
+      ids = self.encode(text)[:self.max_len]
+      tokens[row, :len(ids)] = ids
+      mask[row, :len(ids)] = True
+    return tokens, mask

@@ -7,10 +7,10 @@ runs on one device, many devices and many hosts.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+import functools
+from typing import Any, Callable, NamedTuple
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -94,31 +94,50 @@ def make_optimizer(cfg: OptimConfig, params: Any, freeze: str = "none") -> optax
   return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
-def init_params(model: Pi0, example_batch: dict, rng: jax.Array) -> Any:
-  return model.init(rng, example_batch, rng)
+def _example_batch(model: Pi0) -> dict:
+  return batch_lib.zeros_batch(model.config, 1)
 
 
-def create_train_state(model: Pi0, cfg: OptimConfig, example_batch: dict, seed: int, mesh: Mesh,
-                       freeze: str = "none", min_shard_size: int = 1024,
-                       params: Any | None = None) -> tuple[TrainState, Any, optax.GradientTransformation]:
-  """Initializes (or wraps given ``params``) directly into its sharded layout.
+class Trainer(NamedTuple):
+  """Compiled pieces for one (model, optimizer, mesh, freeze) combination."""
+  tx: optax.GradientTransformation
+  shardings: Any                                   # NamedSharding tree of TrainState
+  init: Callable[[jax.Array], TrainState]          # seed key -> fresh sharded state
+  init_from: Callable[[Any, jax.Array], TrainState]  # (params, seed key) -> sharded state
+  step: Callable[[TrainState, dict], tuple[TrainState, dict]]
 
-  Returns (state, state shardings, optimizer).
-  """
-  rng = jax.random.PRNGKey(seed)
-  init_rng, state_rng = jax.random.split(rng)
-  abstract_params = jax.eval_shape(lambda b, r: init_params(model, b, r), example_batch, init_rng)
+
+@functools.lru_cache(maxsize=8)
+def build_trainer(model: Pi0, cfg: OptimConfig, mesh: Mesh, freeze: str = "none",
+                  min_shard_size: int = 1024) -> Trainer:
+  """Builds (once per distinct argument set, so repeated runs reuse compilations) the optimizer,
+  the state shardings and the jitted init / train-step functions."""
+  example = _example_batch(model)
+  abstract_params = jax.eval_shape(lambda r: model.init(r, example, r), jax.random.PRNGKey(0))
   tx = make_optimizer(cfg, abstract_params, freeze)
 
-  def build(p):
-    p = init_params(model, example_batch, init_rng) if p is None else p
-    return TrainState(step=jnp.zeros((), jnp.int32), params=p, opt_state=tx.init(p),
-                      ema_params=p if cfg.ema_decay else None, rng=state_rng)
+  def wrap(params, key):
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      ema_params=params if cfg.ema_decay else None, rng=jax.random.fold_in(key, 1))
 
-  abstract = jax.eval_shape(build, params)
+  def fresh(key):
+    init_key = jax.random.fold_in(key, 0)
+    return wrap(model.init(init_key, example, init_key), key)
+
+  abstract = jax.eval_shape(fresh, jax.random.PRNGKey(0))
   shardings = sharding_lib.state_shardings(abstract, mesh, min_size=min_shard_size)
-  state = jax.jit(build, out_shardings=shardings)(params)
-  return state, shardings, tx
+  step = make_train_step(model, cfg, tx, shardings, mesh, freeze)
+  return Trainer(tx, shardings, jax.jit(fresh, out_shardings=shardings),
+                 jax.jit(wrap, out_shardings=shardings), step)
+
+
+def create_train_state(model: Pi0, cfg: OptimConfig, seed: int, mesh: Mesh, freeze: str = "none",
+                       min_shard_size: int = 1024, params: Any | None = None) -> tuple[TrainState, Trainer]:
+  """A fresh (or ``params``-initialized) train state placed directly in its sharded layout."""
+  trainer = build_trainer(model, cfg, mesh, freeze, min_shard_size)
+  key = jax.random.PRNGKey(seed)
+  state = trainer.init(key) if params is None else trainer.init_from(params, key)
+  return state, trainer
 
 
 def _stop_frozen(params, mask):
@@ -178,6 +197,7 @@ def make_train_step(model: Pi0, cfg: OptimConfig, tx: optax.GradientTransformati
                  out_shardings=(state_shardings, replicated), donate_argnums=0)
 
 
+@functools.lru_cache(maxsize=8)
 def make_eval_step(model: Pi0, num_steps: int = 10) -> Callable[[Any, dict, jax.Array], dict]:
   """Jitted ``(params, batch, rng) -> {eval_loss, sampled_action_mse, sampled_action_mae}``: the
   flow-matching loss and the error of KV-cached sampled chunks against the targets (valid entries)."""
@@ -196,6 +216,7 @@ def make_eval_step(model: Pi0, num_steps: int = 10) -> Callable[[Any, dict, jax.
   return jax.jit(evaluate)
 
 
+@functools.lru_cache(maxsize=8)
 def make_sampler(model: Pi0, num_steps: int = 10, use_kv_cache: bool = True):
   """Jitted ``(params, obs, rng) -> (B, H, A)`` action chunks."""
   return jax.jit(lambda params, obs, rng: model.apply(
