@@ -137,38 +137,30 @@ def _load_callable(*, fn: ChunkFn | str, observation_spec: Mapping, action_dim: 
 
 
 @register_loader("ppo")
-def _load_ppo(*, path: str, control_hz: float | None = None, model_id: str | None = None,
-              **unused) -> ServedPolicy:
-    """PPO checkpoint -> H = 1 policy over the ``state`` observation.
+def _load_ppo(*, path: str, step: int | None = None, control_hz: float | None = None,
+              model_id: str | None = None) -> ServedPolicy:
+    """PPO run directory (or its ``checkpoints/``) -> an ``H = 1`` policy over its policy observation.
 
-    Uses `vlajax.rl.ppo.load_policy(path)`, which returns a jitted deterministic ``obs -> action``
-    function; the observation spec and control rate come from the policy's attributes or metadata.
+    Uses `vlajax.rl.ppo.load_policy`, a jitted deterministic ``obs -> action in [-1, 1]``; the
+    observation spec is the env's policy observation (e.g. ``{"state": float32[48]}``) and the
+    control rate the env's ``1 / ctrl_dt``.
     """
     from vlajax.rl import ppo  # pylint: disable=import-outside-toplevel
 
-    act_fn = ppo.load_policy(path)
-    info = _ppo_info(act_fn, path)
-    obs_spec = {key: protocol.ArraySpec(tuple(shape), "float32") for key, shape in info["obs_shapes"].items()}
+    policy = ppo.load_policy(path, step)
+    key = policy.obs_key
+    obs_spec = {key: protocol.ArraySpec(tuple(policy.observation_size[key]), "float32")}
+    env_config = policy.config.get("env", {})
+    env_name = policy.config.get("env_name", "")
+    if control_hz is None:
+        control_hz = 1.0 / float(env_config["ctrl_dt"]) if "ctrl_dt" in env_config else 50.0
 
     def infer_fn(observation: dict) -> np.ndarray:
-        obs = {k: observation[k][None] for k in obs_spec}  # the learner's function is batched
-        if set(obs) == {"state"} and not info.get("dict_obs", True):
-            obs = obs["state"]
-        return np.asarray(act_fn(obs))[0][None]
+        return np.asarray(policy({key: observation[key]}))
 
-    return ServedPolicy(infer_fn, obs_spec, int(info["action_dim"]), 1,
-                        float(control_hz or info.get("control_hz", 50.0)),
-                        model_id or info.get("model_id", f"ppo:{path}"),
-                        extra_metadata={"kind": "ppo", "env_name": info.get("env_name", "")})
-
-
-def _ppo_info(act_fn: Any, path: str) -> dict:
-    """Reads obs shapes / action size / control rate that `vlajax.rl.ppo.load_policy` exposes."""
-    for attr in ("info", "metadata", "spec"):
-        info = getattr(act_fn, attr, None)
-        if isinstance(info, Mapping) and "action_dim" in info:
-            return dict(info)
-    raise ValueError(f"PPO policy loaded from {path} does not expose obs_shapes/action_dim metadata")
+    return ServedPolicy(infer_fn, obs_spec, int(policy.action_size), 1, float(control_hz),
+                        model_id or f"ppo:{env_name}:{path}",
+                        extra_metadata={"kind": "ppo", "env_name": env_name})
 
 
 @register_loader("vla")
