@@ -91,13 +91,16 @@ def run(cfg: SimToSimConfig) -> dict:
             if falls:
                 break
         rtf = robot.real_time_factor()
+        wall = time.perf_counter() - t0
     finally:
         executor.halt()
         robot.close()
         client.close()
         if server is not None:
             server.stop()
-    return _summarize(np.asarray(samples, np.float64).reshape(-1, 7), cfg, falls, executor, rtf, robot)
+    result = _summarize(np.asarray(samples, np.float64).reshape(-1, 7), cfg, falls, executor, rtf, robot)
+    result["wall_seconds"] = wall
+    return result
 
 
 def _summarize(samples: np.ndarray, cfg: SimToSimConfig, falls: int, executor, rtf: float, robot) -> dict:
