@@ -1,0 +1,117 @@
+"""Env protocol, registry, wrappers (episode, vmap, fresh auto-reset, action repeat), brax interop."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vlajax import envs
+from vlajax.envs import brax_adapter, wrappers
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+  return envs.make("cartpole")
+
+
+@pytest.fixture(scope="module")
+def batched(cartpole):
+  env = wrappers.wrap_for_training(cartpole, episode_length=30)
+  return env, jax.jit(env.reset), jax.jit(env.step)
+
+
+def test_reset_step_shapes_and_dtypes(cartpole):
+  state = jax.jit(cartpole.reset)(jax.random.PRNGKey(0))
+  assert state.obs["state"].shape == (5,) and state.obs["state"].dtype == jnp.float32
+  assert state.obs["privileged_state"].shape == (11,)
+  assert state.reward.shape == () and state.reward.dtype == jnp.float32
+  assert state.done.shape == () and state.done.dtype == jnp.float32
+  nxt = jax.jit(cartpole.step)(state, jnp.ones((cartpole.action_size,)))
+  assert set(nxt.metrics) == {"reward/upright", "reward/centered", "reward/small_control",
+                              "reward/small_velocity"}
+  assert cartpole.observation_size == {"state": (5,), "privileged_state": (11,)}
+  assert float(nxt.data.qvel[0]) > 0  # positive force pushes the cart forward
+
+
+def test_jit_vmap_64_envs(batched):
+  env, reset, step = batched
+  state = reset(jax.random.split(jax.random.PRNGKey(0), 64))
+  assert state.obs["state"].shape == (64, 5)
+  actions = jax.random.uniform(jax.random.PRNGKey(1), (64, 1), minval=-1, maxval=1)
+  state = step(state, actions)
+  assert state.reward.shape == (64,) and state.done.shape == (64,)
+  assert bool(jnp.all(jnp.isfinite(state.obs["state"])))
+  # Different initial states per env.
+  assert len(np.unique(np.asarray(state.data.qpos[:, 1]))) == 64
+
+
+def test_truncation_and_fresh_auto_reset(batched):
+  env, reset, step = batched
+  state = reset(jax.random.split(jax.random.PRNGKey(2), 8))
+  first_qpos = np.asarray(state.data.qpos)
+  zeros = jnp.zeros((8, 1))
+  seen_done = seen_trunc = False
+  for t in range(30):
+    prev_steps = np.asarray(state.info["steps"])
+    state = step(state, zeros)
+    done = np.asarray(state.done) > 0
+    if done.any():
+      seen_done = True
+      trunc = np.asarray(state.info["truncation"]) > 0
+      # Truncation only at the time limit; finished envs restart their step counter.
+      assert np.all(prev_steps[trunc] + 1 == 30)
+      seen_trunc |= trunc.any()
+      assert np.all(np.asarray(state.info["steps"])[done] == 0)
+      # The final observation is kept and differs from the new initial observation.
+      final = np.asarray(state.info["final_obs"]["state"])[done]
+      fresh = np.asarray(state.obs["state"])[done]
+      assert not np.allclose(final, fresh)
+  assert seen_done and seen_trunc
+  # After the time limit every env restarted from a freshly drawn state, not the cached first one.
+  new_qpos = np.asarray(state.data.qpos)
+  assert np.all(np.abs(new_qpos - first_qpos).max(axis=1) > 1e-6)
+  assert np.all(np.abs(new_qpos[:, 1]) <= 0.1 + 1e-6)  # within the reset distribution
+
+
+def test_action_repeat_sums_rewards(cartpole):
+  once = wrappers.VmapWrapper(wrappers.EpisodeWrapper(cartpole, 100, action_repeat=1))
+  thrice = wrappers.VmapWrapper(wrappers.EpisodeWrapper(cartpole, 100, action_repeat=3))
+  keys = jax.random.split(jax.random.PRNGKey(3), 2)
+  action = jnp.full((2, 1), 0.5)
+  s1 = once.reset(keys)
+  rewards = []
+  for _ in range(3):
+    s1 = once.step(s1, action)
+    rewards.append(s1.reward)
+  s3 = thrice.step(thrice.reset(keys), action)
+  np.testing.assert_allclose(s3.data.qpos, s1.data.qpos, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(s3.reward, sum(rewards), rtol=1e-5)
+  assert int(s3.info["steps"][0]) == 1
+
+
+def test_registry_errors_name_the_problem():
+  assert "cartpole" in envs.names() and "quadruped_joystick" in envs.names()
+  with pytest.raises(KeyError, match="walker9"):
+    envs.make("walker9")
+  with pytest.raises(KeyError, match="episode_lenght"):
+    envs.make("cartpole", episode_lenght=3)
+  with pytest.raises(TypeError, match="swing_up"):
+    envs.make("cartpole", swing_up="yes")
+  assert envs.make("cartpole_swingup").config.swing_up
+
+
+def test_from_brax_env_runs_in_our_learner():
+  """A brax-shaped env (array observations, pipeline_state) trains under our PPO."""
+  from brax import envs as brax_envs  # pylint: disable=import-outside-toplevel
+  from vlajax.core import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  from vlajax.rl import ppo  # pylint: disable=import-outside-toplevel
+  env = brax_adapter.from_brax(brax_envs.get_environment("reacher", backend="mjx"))
+  assert env.observation_size["state"] == env.observation_size["privileged_state"]
+  cfg = ppo.default_config()
+  cfg.update(dict(num_envs=8, unroll_length=4, num_minibatches=2, num_epochs=1, episode_length=20,
+                  policy_hidden=(16,), value_hidden=(16,), num_iterations=2))
+  learner = ppo.Learner(env, cfg, mesh_lib.make_mesh({"data": -1}, devices=jax.devices()[:1]))
+  state = learner.init(jax.random.PRNGKey(0))
+  for _ in range(2):
+    state, metrics = learner.iteration(state)
+  assert np.isfinite(float(metrics["loss/total"]))
+  assert int(state.iteration) == 2

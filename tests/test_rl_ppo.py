@@ -1,0 +1,105 @@
+"""PPO: solves cart-pole, device-count invariance, non-finite stop, policy loading, bad config keys."""
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import ppo_locomotion as configs
+from vlajax import envs
+from vlajax.core import mesh as mesh_lib
+from vlajax.core.checkpoint import Checkpointer
+from vlajax.rl import loop, ppo
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Documented in README: a random policy balances for ~30 of 200 steps; PPO reaches > 150.
+CARTPOLE_SOLVED_RETURN = 150.0
+
+
+def _learner(name, devices=None, **ppo_overrides):
+  config = configs.get_config(name)
+  config.ppo.update(ppo_overrides)
+  env = envs.make(config.env_name, config=config.env)
+  mesh = mesh_lib.make_mesh({"data": -1}, devices=devices)
+  return ppo.Learner(env, config.ppo, mesh), config
+
+
+def test_ppo_solves_cartpole():
+  learner, config = _learner("cartpole")
+  state = learner.init(jax.random.PRNGKey(0))
+  before = float(learner.evaluate(state, jax.random.PRNGKey(1), 32)["eval/episode_return"])
+  for _ in range(config.ppo.num_iterations):
+    state, metrics = learner.iteration(state)
+  after = float(learner.evaluate(state, jax.random.PRNGKey(1), 32)["eval/episode_return"])
+  assert before < 100.0, before
+  assert after >= CARTPOLE_SOLVED_RETURN, (before, after)
+  assert np.isfinite(float(metrics["loss/total"]))
+  for key in ("ppo/approx_kl", "ppo/clip_fraction", "ppo/explained_variance", "loss/entropy",
+              "reward/upright", "episode/return"):
+    assert key in metrics
+
+
+def test_one_vs_four_devices_match():
+  assert jax.device_count() >= 4
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()[:4]):
+    learner, _ = _learner("smoke", devices=devices)
+    state = learner.init(jax.random.PRNGKey(3))
+    losses = []
+    for _ in range(3):
+      state, metrics = learner.iteration(state)
+      losses.append(float(metrics["loss/total"]))
+    results.append((losses, jax.device_get(state.params)))
+    if len(devices) == 4:
+      assert len(state.env_state.obs["state"].sharding.device_set) == 4
+  np.testing.assert_allclose(results[0][0], results[1][0], rtol=2e-4, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(results[1][1])):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_lr_schedules_and_adaptive_kl():
+  cfg = ppo.default_config()
+  cfg.num_iterations = 10
+  for name, expected_end in (("constant", cfg.learning_rate), ("linear", 0.0), ("cosine", 0.0)):
+    cfg.lr_schedule = name
+    assert np.isclose(float(ppo.scheduled_lr(cfg, 0, 0.0)), cfg.learning_rate)
+    assert np.isclose(float(ppo.scheduled_lr(cfg, 10, 0.0)), expected_end, atol=1e-9)
+  cfg.lr_schedule = "adaptive_kl"
+  assert np.isclose(float(ppo.adapt_lr_to_kl(cfg, 1e-3, 0.1)), 1e-3 / 1.5)
+  assert np.isclose(float(ppo.adapt_lr_to_kl(cfg, 1e-3, 0.001)), 1.5e-3)
+  assert np.isclose(float(ppo.adapt_lr_to_kl(cfg, 1e-3, 0.01)), 1e-3)
+  cfg.lr_schedule = "warmup"
+  with pytest.raises(ValueError, match="lr_schedule"):
+    ppo.validate(cfg, 1)
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
+  learner, config = _learner("smoke")
+  # A huge learning rate makes the parameters overflow within a few iterations.
+  config.ppo.learning_rate = 1e35
+  learner, _ = _learner("smoke", learning_rate=1e35, max_grad_norm=1e30)
+  config.run.checkpoint_every = 1
+  with pytest.raises(loop.NonFiniteLossError, match="non-finite loss"):
+    loop.train(learner, config.run, tmp_path, num_iterations=50, stream=None)
+  checkpointer = Checkpointer(tmp_path / "checkpoints")
+  last = checkpointer.latest_step()
+  assert last is not None and last < 50
+  state = learner.init(jax.random.PRNGKey(0))
+  restored = checkpointer.restore(loop.state_to_dict(state))
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
+  assert int(restored["iteration"]) == last
+
+
+def test_bad_config_key_names_the_key():
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.ppo_locomotion",
+       "--config=experiments/configs/ppo_locomotion.py:smoke", "--config.ppo.learnin_rate=0.1"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert "learnin_rate" in result.stderr
+  with pytest.raises(KeyError, match="bogus_key"):
+    envs.make("cartpole", bogus_key=1)
+  with pytest.raises(KeyError, match="no_such_env"):
+    envs.make("no_such_env")
