@@ -51,6 +51,7 @@ def default_config() -> ml_collections.ConfigDict:
   # Threads and buffers (host RAM grows with these: keep them bounded).
   c.num_parallel_calls = 4
   c.prefetch_batches = 2
+  c.stream_prefetch_frames = 64   # per dataset
   # Vision-language co-training: a tfds dataset with image / prompt / answer features.
   c.vl_data_dir = ""
   c.vl_split = "train"

@@ -147,9 +147,10 @@ def stream_dataset(stream: Stream, cfg, stream_index: int, process_index: int,
 
   stop = INT64_MAX if num_epochs is None else n_blocks * num_epochs
   blocks = tf.data.Dataset.range(start_block, stop)
-  ds = blocks.interleave(block_frames, cycle_length=2, block_length=2**30,
-                         num_parallel_calls=2, deterministic=True)
-  return ds.skip(start_frame)
+  # flat_map keeps block order; the maps inside run in parallel. (A parallel interleave with a huge
+  # block_length was tried and can reserve buffers of block_length entries: tens of GB.)
+  ds = blocks.flat_map(block_frames)
+  return ds.skip(start_frame).prefetch(cfg.stream_prefetch_frames)
 
 
 def mixed_dataset(streams: list[Stream], cfg, process_index: int, state: dict, train: bool,

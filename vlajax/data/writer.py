@@ -113,12 +113,17 @@ def write_rlds(data_dir: str, name: str, splits: Mapping[str, Iterable[Mapping[s
                image_format: str = "png") -> str:
   """Writes `splits` ({"train": episodes, ...}) to `data_dir/name/version`; returns that directory.
 
+  With `features` lacking a "steps" entry, records are written as given (one example each), which
+  is how vision-language co-training data (image, prompt, answer) is stored.
+
   `num_shards` fixes the TFRecord file count per split (default: tfds decides by size). The result
   opens with `tfds.builder_from_directory` and with `vlajax.data.rlds.RldsSource`.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  prepared = {split: [_cast_floats(_as_steps(ep)) for ep in episodes]
+  # A features dict without "steps" describes flat records (e.g. vision-language examples).
+  flat = features is not None and "steps" not in features
+  prepared = {split: [_cast_floats(dict(ep) if flat else _as_steps(ep)) for ep in episodes]
               for split, episodes in splits.items()}
   for split, episodes in prepared.items():
     if not episodes:
