@@ -116,7 +116,8 @@ def write_rlds(data_dir: str, name: str, splits: Mapping[str, Iterable[Mapping[s
   With `features` lacking a "steps" entry, records are written as given (one example each), which
   is how vision-language co-training data (image, prompt, answer) is stored.
 
-  `num_shards` fixes the TFRecord file count per split (default: tfds decides by size). The result
+  `num_shards` fixes the TFRecord file count per split (default: tfds decides by size; capped at
+  the smallest split's episode count). The result
   opens with `tfds.builder_from_directory` and with `vlajax.data.rlds.RldsSource`.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -147,6 +148,8 @@ def write_rlds(data_dir: str, name: str, splits: Mapping[str, Iterable[Mapping[s
   builder_cls = type(f"RldsWriter_{name}", (tfds.core.GeneratorBasedBuilder,), attrs,
                      skip_registration=True)
   builder = builder_cls(data_dir=data_dir)
+  if num_shards is not None:  # tfds needs at least one example per shard in every split
+    num_shards = max(1, min(num_shards, min(len(e) for e in prepared.values())))
   config = tfds.download.DownloadConfig(num_shards=num_shards)
   builder.download_and_prepare(download_config=config, file_format="tfrecord")
   return os.path.join(data_dir, name, version)
