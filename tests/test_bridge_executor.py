@@ -24,7 +24,8 @@ from vlajax.bridge.server import PolicyServer
 
 
 class TickRobot(Robot):
-    """A minimal robot whose observation is the number of actions it has received so far."""
+    """A minimal robot whose observation is the control tick (the executor's clock once attached,
+    else the number of actions received; they differ when a stalled process skips ticks)."""
 
     observation_spec = {"tick": ArraySpec((1,), "float32")}
     action_spec = ArraySpec((1,), "float32")
@@ -34,10 +35,12 @@ class TickRobot(Robot):
         self.sent = []
         self.stopped = False
         self.lock = threading.Lock()
+        self.clock = None
 
     def get_observation(self):
         with self.lock:
-            return {"tick": np.array([len(self.sent)], np.float32)}
+            tick = self.clock() if self.clock is not None else len(self.sent)
+            return {"tick": np.array([tick], np.float32)}
 
     def send_action(self, action):
         with self.lock:
@@ -65,7 +68,9 @@ def test_chunks_switch_at_the_right_step(merge):
     horizon, latency = 10, 0.05  # 2.5 control periods of inference
     robot = TickRobot()
     cfg = ExecutorConfig(control_hz=50, chunk_length=horizon, refill_threshold=0.6, merge=merge)
-    ex = ChunkExecutor(robot, tick_planner(horizon, latency), cfg).run_for(1.5)
+    ex = ChunkExecutor(robot, tick_planner(horizon, latency), cfg)
+    robot.clock = lambda: ex.tick
+    ex.run_for(1.5)
     from_queue = [r for r in ex.records if r.source == "queue"]
     assert len(from_queue) > 40
     for rec in from_queue:  # the action executed at tick t was planned for tick t
@@ -99,8 +104,10 @@ def test_warns_when_queue_safety_condition_fails(caplog):
     horizon, latency = 4, 0.06  # g*H*dt = 0.25*4*20 ms = 20 ms < 60 ms
     robot = TickRobot()
     cfg = ExecutorConfig(control_hz=50, chunk_length=horizon, refill_threshold=0.25, stop_after_s=5.0)
+    ex = ChunkExecutor(robot, tick_planner(horizon, latency), cfg)
+    robot.clock = lambda: ex.tick
     with caplog.at_level(logging.WARNING, logger="vlajax.bridge.executor"):
-        ex = ChunkExecutor(robot, tick_planner(horizon, latency), cfg).run_for(1.0)
+        ex.run_for(1.0)
     assert ex.latency_warnings >= 3
     assert "queue-safety condition g*H*dt > latency fails" in caplog.text
     assert ex.hold_ticks > 0  # starved as predicted, but held the last action at the fixed rate
@@ -229,3 +236,16 @@ def test_inference_timeout_is_logged_and_robot_holds():
     assert ex.hold_ticks >= 10 and not ex.stopped
     holds = [r for r in ex.records if r.source == "hold"]
     assert all(np.all(np.isfinite(r.action)) for r in holds)
+
+
+def test_robot_error_stops_the_loop_instead_of_killing_it_silently():
+    class FailingRobot(TickRobot):
+        def send_action(self, action):
+            if len(self.sent) >= 5:
+                raise IOError("bus error")
+            super().send_action(action)
+
+    robot = FailingRobot()
+    ex = ChunkExecutor(robot, tick_planner(8, 0.0), ExecutorConfig(chunk_length=8)).run_for(0.5)
+    assert ex.stopped and "bus error" in ex.stop_reason and robot.stopped
+    assert len(robot.sent) == 5

@@ -263,9 +263,15 @@ class ChunkExecutor:
                 elif now - self._last_fresh > cfg.stop_after_s:
                     self._stop_robot(f"watchdog: no fresh action for {now - self._last_fresh:.3f}s")
                     return
-                command = self._command(action)
+                try:
+                    command = self._command(action)
+                    if command is not None:
+                        self.robot.send_action(command)
+                except Exception as err:  # pylint: disable=broad-except
+                    log.exception("control tick %d failed", tick)
+                    self._stop_robot(f"control error at tick {tick}: {err}")
+                    return
                 if command is not None:
-                    self.robot.send_action(command)
                     self._last_action = command
                     if self.record:
                         self.records.append(TickRecord(tick, now - self._start_time, command,
