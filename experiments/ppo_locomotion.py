@@ -29,7 +29,7 @@ def main(argv):
     mesh_lib.initialize_distributed(dist.coordinator_address, dist.num_processes, dist.process_id)
   env = envs.make(config.env_name, config=config.env)
   mesh = mesh_lib.make_mesh(dict(config.mesh))
-  learner = ppo.Learner(env, config.ppo, mesh)
+  learner = ppo.Learner(env, config.ppo, mesh, adr_config=config.adr)
   workdir = prepare_run_dir(config.workdir, config)
   print(f"PPO on {config.env_name}: {mesh.devices.size} device(s), "
         f"{learner.env_steps_per_iteration:,} env steps per iteration, run dir {workdir}")

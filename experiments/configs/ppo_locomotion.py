@@ -6,6 +6,7 @@ Names:
   cpu        the README's default: the quadruped on a laptop CPU, learns visibly in ~10-15 minutes.
   cartpole   cart-pole balance, solved in about a minute on a CPU.
   smoke      a few tiny iterations on cart-pole, for tests.
+  smoke_quadruped  two tiny iterations on the randomized quadruped with ADR on, for tests.
 
 Env physics/task config (`config.env`) and learner config (`config.ppo`) are separate; any key can
 be overridden on the command line, e.g. `--config.ppo.learning_rate=1e-4 --config.env.episode_length=500`.
@@ -13,6 +14,7 @@ be overridden on the command line, e.g. `--config.ppo.learning_rate=1e-4 --confi
 import ml_collections
 
 from vlajax import envs
+from vlajax.envs import adr
 from vlajax.rl import loop, ppo
 
 
@@ -21,6 +23,8 @@ def _base(env_name: str) -> ml_collections.ConfigDict:
   config.env_name = env_name
   config.env = envs.default_config(env_name)
   config.ppo = ppo.default_config()
+  config.adr = adr.default_config()  # automatic DR; off unless `--config.adr.enabled=True`
+  config.adr.performance_metric = "reward/tracking_lin_vel"
   config.run = loop.run_config()
   config.workdir = f"runs/ppo_{env_name}"
   config.mesh = ml_collections.ConfigDict({"data": -1})
@@ -30,7 +34,8 @@ def _base(env_name: str) -> ml_collections.ConfigDict:
 
 
 def get_config(name: str = "cpu") -> ml_collections.ConfigDict:
-  presets = {"quadruped": _quadruped, "cpu": _cpu, "cartpole": _cartpole, "smoke": _smoke}
+  presets = {"quadruped": _quadruped, "cpu": _cpu, "cartpole": _cartpole, "smoke": _smoke,
+             "smoke_quadruped": _smoke_quadruped}
   if name not in presets:
     raise KeyError(f"unknown ppo_locomotion config '{name}' (have: {', '.join(sorted(presets))})")
   config = presets[name]()
@@ -74,4 +79,14 @@ def _smoke() -> ml_collections.ConfigDict:
                          num_iterations=6, episode_length=50, policy_hidden=(16,),
                          value_hidden=(16,)))
   config.run.update(dict(eval_every=3, num_eval_envs=4, checkpoint_every=2))
+  return config
+
+
+def _smoke_quadruped() -> ml_collections.ConfigDict:
+  config = _base("quadruped_joystick")
+  config.ppo.update(dict(num_envs=8, unroll_length=4, num_minibatches=2, num_epochs=1,
+                         num_iterations=2, episode_length=20, policy_hidden=(16,),
+                         value_hidden=(16,)))
+  config.adr.enabled = True
+  config.run.update(dict(eval_every=0, num_eval_envs=4, checkpoint_every=1))
   return config

@@ -29,6 +29,7 @@ from flax import struct
 from jax.sharding import Mesh
 
 from vlajax.core import mesh as mesh_lib
+from vlajax.envs import adr as adr_lib
 from vlajax.envs import wrappers
 from vlajax.rl import distributions as dist
 from vlajax.rl import gae as gae_lib
@@ -98,6 +99,7 @@ class TrainState:
   rng: jax.Array
   iteration: jax.Array    # i32[]
   learning_rate: jax.Array  # f32[], the current (possibly adapted) learning rate
+  adr: Any = None         # adr.ADRState when automatic domain randomization is on
 
 
 @struct.dataclass
@@ -172,8 +174,14 @@ def adapt_lr_to_kl(config, lr: jax.Array, kl: jax.Array) -> jax.Array:
 class Learner:
   """Builds the jitted `init` and `iteration` for one env and config on one mesh."""
 
-  def __init__(self, env, config: ml_collections.ConfigDict, mesh: Mesh | None = None):
+  def __init__(self, env, config: ml_collections.ConfigDict, mesh: Mesh | None = None,
+               adr_config: ml_collections.ConfigDict | None = None):
+    """`adr_config`: an `adr.default_config()` section plus `performance_metric` (a reward-term
+    metric such as `reward/tracking_lin_vel`, averaged over each rollout); ADR runs when enabled."""
     self.mesh = mesh or mesh_lib.make_mesh({"data": -1})
+    self.adr_config = adr_config if adr_config is not None and adr_config.enabled else None
+    if self.adr_config is not None and not hasattr(env, "default_dr_ranges"):
+      raise ValueError(f"adr.enabled is set but {type(env).__name__} has no domain randomization")
     self.num_devices = self.mesh.devices.size
     validate(config, self.num_devices)
     self.config = config
@@ -199,7 +207,7 @@ class Learner:
         obs_stats=jax.tree.map(lambda _: replicated, abstract.obs_stats),
         env_state=jax.tree.map(lambda _: batch, abstract.env_state),
         episode_return=batch, episode_length=batch, rng=replicated, iteration=replicated,
-        learning_rate=replicated)
+        learning_rate=replicated, adr=jax.tree.map(lambda _: replicated, abstract.adr))
     self.init = jax.jit(self._init, out_shardings=self.state_sharding)
     self.iteration = jax.jit(self._iteration, in_shardings=(self.state_sharding,),
                              out_shardings=(self.state_sharding, replicated), donate_argnums=0)
@@ -212,11 +220,16 @@ class Learner:
     params = self.networks.init(k_net, self.obs_sizes)
     env_state = self.train_env.reset(jax.random.split(k_env, self.config.num_envs))
     zeros = jnp.zeros((self.config.num_envs,))
+    adr_state = None
+    if self.adr_config is not None:
+      adr_state = adr_lib.from_config(self.adr_config, self.env.default_dr_ranges())
+      env_state = adr_lib.with_ranges(env_state, adr_state)
     return TrainState(params=params, opt_state=self.optimizer.init(params),
                       obs_stats=running_stats.init(self.obs_sizes), env_state=env_state,
                       episode_return=zeros, episode_length=zeros, rng=k_run,
                       iteration=jnp.zeros((), jnp.int32),
-                      learning_rate=jnp.asarray(self.config.learning_rate, jnp.float32))
+                      learning_rate=jnp.asarray(self.config.learning_rate, jnp.float32),
+                      adr=adr_state)
 
   # -- acting -------------------------------------------------------------------------------------
 
@@ -363,9 +376,23 @@ class Learner:
         "rollout/reward": jnp.mean(traj.reward),
     })
     metrics.update({k: jnp.mean(v) for k, v in traj.reward_terms.items()})
+
+    adr_state = state.adr
+    if self.adr_config is not None:
+      metric = self.adr_config.performance_metric
+      if metric not in traj.reward_terms:
+        raise KeyError(f"adr.performance_metric '{metric}' is not a reward metric of the env "
+                       f"(have: {', '.join(sorted(traj.reward_terms))})")
+      adr_state = adr_lib.update(adr_state, jnp.mean(traj.reward_terms[metric]))
+      env_state = adr_lib.with_ranges(env_state, adr_state)
+    if "dr_ranges" in env_state.info:  # log the ranges the next resets draw from
+      for field, value in env_state.info["dr_ranges"].items():
+        metrics[f"dr/{field}/low"] = jnp.mean(value[:, 0])
+        metrics[f"dr/{field}/high"] = jnp.mean(value[:, 1])
     new_state = TrainState(params=params, opt_state=opt_state, obs_stats=obs_stats,
                            env_state=env_state, episode_return=ep_return, episode_length=ep_length,
-                           rng=rng, iteration=state.iteration + 1, learning_rate=next_lr)
+                           rng=rng, iteration=state.iteration + 1, learning_rate=next_lr,
+                           adr=adr_state)
     return new_state, metrics
 
   # -- evaluation ---------------------------------------------------------------------------------
