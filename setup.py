@@ -20,6 +20,8 @@ CORE = [
     # RLDS / OXE data pipeline (vlajax.data); tested together with jax 0.10.2 and numpy 2.4 in one process.
     "tensorflow-cpu==2.21.0",
     "tensorflow-datasets==4.9.10",
+    # HuggingFace PaliGemma weight import (vlajax.vla.hf_import) reads safetensors directly.
+    "safetensors==0.8.0",
 ]
 
 setup(
@@ -31,6 +33,8 @@ setup(
     package_data={"vlajax": ["envs/assets/*.xml"]},
     install_requires=CORE,
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3",
+                # PyTorch PaliGemma logits check and local tokenizer tests (tests/test_vla_hf_import.py).
+                "torch==2.13.0", "transformers==5.24.0", "tokenizers==0.23.3"],
     },
 )

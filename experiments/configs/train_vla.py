@@ -43,7 +43,8 @@ def _base(preset: str) -> ml_collections.ConfigDict:
 
 def _smoke() -> ml_collections.ConfigDict:
   c = _base("tiny")
-  c.optim.update(dict(peak_lr=3e-3, end_lr=3e-4, warmup_steps=2, decay_steps=20, weight_decay=0.0, ema_decay=0.9))
+  c.optim.update(dict(peak_lr=1e-2, end_lr=1e-4, warmup_steps=20, decay_steps=500, weight_decay=0.0,
+                      ema_decay=0.9))
   c.train.update(dict(steps=4, batch_size=8, log_every=1, eval_every=4, eval_batch_size=8,
                       checkpoint_every=2))
   c.mesh.min_shard_size = 256
@@ -53,7 +54,7 @@ def _smoke() -> ml_collections.ConfigDict:
 
 def _tiny() -> ml_collections.ConfigDict:
   c = _base("tiny")
-  c.optim.update(dict(peak_lr=3e-3, end_lr=1e-4, warmup_steps=20, decay_steps=600, weight_decay=0.0, ema_decay=0.0))
+  c.optim.update(dict(peak_lr=1e-2, end_lr=1e-4, warmup_steps=20, decay_steps=600, weight_decay=0.0, ema_decay=0.0))
   c.train.update(dict(steps=600, batch_size=16, log_every=50, eval_every=200, eval_batch_size=16,
                       checkpoint_every=200))
   c.mesh.min_shard_size = 256

@@ -1,0 +1,136 @@
+"""VLA throughput: training examples/s, MFU against a matmul peak measured in the same run, and
+action-chunk inference latency with and without the prefix KV cache. Prints one JSON object.
+
+  python benchmarks/vla.py                                   # CPU defaults: tiny + small (112 px)
+  python benchmarks/vla.py --presets=small,pi0 --batch_size=32 --dtype=bfloat16 --image_size=224 \
+      --peak_size=8192 --train_steps=20                      # accelerator
+
+MFU = analytic model FLOPs per second (``vlajax.vla.flops``: 3x forward per training example)
+divided by the peak FLOP/s of a large square matmul in the same dtype on the same device.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from vlajax.core import mesh as mesh_lib
+from vlajax.vla import batch as batch_lib
+from vlajax.vla import config as vla_config
+from vlajax.vla import flops as flops_lib
+from vlajax.vla import sharding as sharding_lib
+from vlajax.vla import train as train_lib
+from vlajax.vla.pi0 import Pi0
+from vlajax.vla.synthetic import SyntheticVLADataset
+
+_PRESETS = flags.DEFINE_list("presets", ["tiny", "small"], "Model presets to measure.")
+_BATCH = flags.DEFINE_integer("batch_size", 0, "Training batch size (0 = 8 for tiny, 1 for others).")
+_DTYPE = flags.DEFINE_string("dtype", "float32", "Compute dtype (float32 | bfloat16).")
+_IMAGE = flags.DEFINE_integer("image_size", 112, "Image size for non-tiny presets (224 = 256 tokens).")
+_HORIZON = flags.DEFINE_integer("horizon", 0, "Action horizon override for non-tiny presets (0 = preset).")
+_STEPS = flags.DEFINE_integer("train_steps", 3, "Timed training steps per preset.")
+_SAMPLE_REPS = flags.DEFINE_integer("sample_reps", 3, "Timed sampling calls per preset and mode.")
+_PEAK_SIZE = flags.DEFINE_integer("peak_size", 1024, "Square matmul size for the peak measurement.")
+_REMAT = flags.DEFINE_bool("remat", False, "Rematerialize layers in the backward pass.")
+_FSDP = flags.DEFINE_integer("fsdp", 1, "fsdp mesh axis size (the rest of the devices go to data).")
+
+
+def _timeit(fn, reps):
+  jax.block_until_ready(fn())                     # compile + warm up
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def matmul_peak(size: int, dtype) -> float:
+  """FLOP/s of a (size x size) @ (size x size) matmul, chained 4x per call to amortize dispatch."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (size, size), dtype)
+  b = jax.random.normal(jax.random.PRNGKey(1), (size, size), dtype) / size
+
+  @jax.jit
+  def chain(a, b):
+    for _ in range(4):
+      a = a @ b
+    return a
+
+  seconds = _timeit(lambda: chain(a, b), 5)
+  return 4 * 2 * size ** 3 / seconds
+
+
+def _preset(name):
+  if name == "tiny":
+    return vla_config.tiny(dtype=_DTYPE.value)
+  cfg = vla_config.get_preset(name, dtype=_DTYPE.value)
+  vision = vla_config.VisionConfig(**{**cfg.vision.__dict__, "image_size": _IMAGE.value})
+  horizon = _HORIZON.value or cfg.action_horizon
+  return cfg.replace(vision=vision, action_horizon=horizon)
+
+
+def measure(name: str, peak: float) -> dict:
+  cfg = _preset(name)
+  model = Pi0(cfg, remat=_REMAT.value)
+  batch_size = _BATCH.value or (8 if name == "tiny" else 1)
+  mesh = mesh_lib.make_mesh({"data": -1, "fsdp": _FSDP.value})
+  batch_size = max(batch_size, sharding_lib.num_batch_shards(mesh))
+  optim = train_lib.OptimConfig(peak_lr=1e-4, warmup_steps=10, ema_decay=None)
+  data = SyntheticVLADataset(cfg, max(batch_size, 2), seed=0)
+  batch = sharding_lib.shard_batch(data.batch(0, batch_size), mesh)
+
+  start = time.perf_counter()
+  state, trainer = train_lib.create_train_state(model, optim, 0, mesh, min_shard_size=2 ** 14)
+  jax.block_until_ready(state)
+  init_s = time.perf_counter() - start
+  holder = {"state": state}
+
+  def train_step():
+    holder["state"], metrics = trainer.step(holder["state"], batch)
+    return metrics["loss"]
+
+  start = time.perf_counter()
+  jax.block_until_ready(train_step())
+  compile_s = time.perf_counter() - start
+  step_s = _timeit(train_step, _STEPS.value)
+  examples_per_s = batch_size / step_s
+  model_flops = flops_lib.train_flops(cfg)
+  result = {
+      "preset": name, "params": int(sum(x.size for x in jax.tree.leaves(holder["state"].params))),
+      "image_size": cfg.vision.image_size, "prefix_tokens": cfg.prefix_len, "suffix_tokens": cfg.suffix_len,
+      "batch_size": batch_size, "dtype": cfg.dtype, "init_s": round(init_s, 2),
+      "train_compile_s": round(compile_s, 2), "train_step_s": step_s, "train_examples_per_s": examples_per_s,
+      "model_train_gflops_per_example": model_flops / 1e9,
+      "mfu": examples_per_s * model_flops / peak,
+  }
+  obs = {k: v for k, v in data.batch(0, 1).items() if k in batch_lib.OBSERVATION_KEYS}
+  params = holder["state"].params
+  for kv in (True, False):
+    sampler = train_lib.make_sampler(model, 10, kv)
+    seconds = _timeit(lambda: sampler(params, obs, jax.random.PRNGKey(0)), _SAMPLE_REPS.value)
+    tag = "kv_cache" if kv else "no_cache"
+    result[f"sample_latency_ms_{tag}"] = seconds * 1e3
+    result[f"sample_gflops_{tag}"] = flops_lib.sample_flops(cfg, 10, kv) / 1e9
+  result["kv_cache_speedup"] = result["sample_latency_ms_no_cache"] / result["sample_latency_ms_kv_cache"]
+  return result
+
+
+def main(argv):
+  del argv
+  dtype = jnp.dtype(_DTYPE.value)
+  peak = matmul_peak(_PEAK_SIZE.value, dtype)
+  out = {"device": str(jax.devices()[0].device_kind), "platform": jax.devices()[0].platform,
+         "num_devices": jax.device_count(), "matmul_peak_gflops": peak / 1e9,
+         "peak_matmul_size": _PEAK_SIZE.value, "results": []}
+  for name in _PRESETS.value:
+    out["results"].append(measure(name, peak))
+    print(json.dumps(out["results"][-1]), flush=True)
+  print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+  app.run(main)
