@@ -117,7 +117,7 @@ class TickRecord:
     tick: int
     time: float          # seconds since start when the action was sent
     action: np.ndarray   # what was sent (after safety)
-    source: str          # "queue" | "hold"
+    source: str          # "queue" | "stale" (last action of a chunk whose ticks all passed) | "hold"
 
 
 class ChunkExecutor:
@@ -165,6 +165,7 @@ class ChunkExecutor:
         self.latency_warnings = 0
         self.planner_failures = 0
         self.stale_chunks = 0
+        self._stale_ticks: set[int] = set()  # ticks filled from a fully elapsed chunk
         self.missed_ticks = 0
         self.hold_ticks = 0
         self.jitter_s: list[float] = []
@@ -274,8 +275,8 @@ class ChunkExecutor:
                 if command is not None:
                     self._last_action = command
                     if self.record:
-                        self.records.append(TickRecord(tick, now - self._start_time, command,
-                                                       "queue" if fresh else "hold"))
+                        source = ("stale" if tick in self._stale_ticks else "queue") if fresh else "hold"
+                        self.records.append(TickRecord(tick, now - self._start_time, command, source))
                 self.jitter_s.append(now - deadline)
                 self.tick += 1
                 if len(self.queue) < cfg.refill_threshold * cfg.chunk_length and not self._planning:
@@ -377,6 +378,7 @@ class ChunkExecutor:
             if len(self.queue) == 0:  # a one-tick-late command beats holding: keep the last action
                 self.skipped_steps.append(len(chunk) - 1)
                 self.queue.merge(chunk[-1:])
+                self._stale_ticks.add(self.tick)
             else:
                 self.skipped_steps.append(len(chunk))
             return
