@@ -255,3 +255,30 @@ def test_robot_error_stops_the_loop_instead_of_killing_it_silently():
     ex = ChunkExecutor(robot, tick_planner(8, 0.0), ExecutorConfig(chunk_length=8)).run_for(0.5)
     assert ex.stopped and "bus error" in ex.stop_reason and robot.stopped
     assert len(robot.sent) == 5
+
+
+def test_ee_delta_policy_drives_the_arm_through_ik():
+    """A chunk of EE-delta actions (the VLA action space) becomes joint targets via differential IK."""
+    from vlajax.bridge.kinematics import EEDeltaController, Kinematics  # pylint: disable=import-outside-toplevel
+
+    robot = make_arm_robot()
+    try:
+        kin = Kinematics(robot.nominal_model, "ee")
+        start_ee = robot.get_observation()["ee_pos"].astype(np.float64)
+        step = np.array([0.0, 0.002, -0.002])  # 2 mm per tick sideways and down
+
+        def plan(obs):
+            del obs
+            return np.tile(step, (8, 1)).astype(np.float32)
+
+        controller = EEDeltaController(kin, robot.joint_positions())
+        ex = ChunkExecutor(robot, plan, ExecutorConfig(chunk_length=8), action_transform=controller)
+        ex.run_for(1.0)
+        sent = sum(1 for r in ex.records if r.source == "queue")
+        commanded = kin.fk(controller.q)[0]
+        np.testing.assert_allclose(commanded - start_ee, sent * step, atol=1e-3)  # IK is exact
+        time.sleep(0.3)  # let the servos settle
+        moved = robot.get_observation()["ee_pos"] - start_ee
+        np.testing.assert_allclose(moved, sent * step, atol=0.02)
+    finally:
+        robot.close()

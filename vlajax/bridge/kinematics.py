@@ -220,3 +220,22 @@ class Kinematics:
         hit = dist < radii[pairs[:, 0]] + radii[pairs[:, 1]] + margin
         bodies = {(self.spheres[i].body, self.spheres[j].body) for i, j in pairs[hit]}
         return sorted(bodies)
+
+
+class EEDeltaController:
+    """Turns a stream of EE-delta actions into joint targets, integrating on the commanded pose.
+
+    Deltas are applied to the last *commanded* joint target (not the measured one), so tracking
+    lag does not shrink the motion. Use as an executor ``action_transform``:
+    ``ChunkExecutor(..., action_transform=EEDeltaController(kin, robot.joint_positions()))``.
+    """
+
+    def __init__(self, kinematics: Kinematics, q0: np.ndarray, iters: int = 10):
+        self.kin = kinematics
+        self.q = np.asarray(q0, float).copy()
+        self.iters = iters
+
+    def __call__(self, action: np.ndarray, robot=None) -> np.ndarray:
+        del robot
+        self.q = self.kin.ee_delta_to_joint_target(self.q, action, iters=self.iters)
+        return self.q.astype(np.float32)
