@@ -158,17 +158,20 @@ class ChunkExecutor:
         self.stopped = False
         self.stop_reason = ""
         # measurements
-        self.records: list[TickRecord] = []
-        self.latencies_s: list[float] = []
-        self.skipped_steps: list[int] = []   # actions dropped per arrived chunk (elapsed ticks)
-        self.chunk_arrivals: list[tuple[int, int]] = []  # (stamped tick s, arrival tick T)
+        # measurements keep the most recent `history` entries (bounded memory on long runs)
+        history = 100_000
+        self.records: collections.deque = collections.deque(maxlen=history)      # TickRecord
+        self.latencies_s: collections.deque = collections.deque(maxlen=history)
+        self.skipped_steps: collections.deque = collections.deque(maxlen=history)  # dropped per chunk
+        self.chunk_arrivals: collections.deque = collections.deque(maxlen=history)  # (stamped s, arrival T)
+        self.chunks_received = 0
         self.latency_warnings = 0
         self.planner_failures = 0
         self.stale_chunks = 0
         self._stale_ticks: set[int] = set()  # ticks filled from a fully elapsed chunk
         self.missed_ticks = 0
         self.hold_ticks = 0
-        self.jitter_s: list[float] = []
+        self.jitter_s: collections.deque = collections.deque(maxlen=history)
 
     # --- public API --------------------------------------------------------------------------------
 
@@ -186,6 +189,7 @@ class ChunkExecutor:
         self._record_latency(time.perf_counter() - t0)
         with self._lock:
             self.queue.merge(chunk)
+            self.chunks_received += 1
             self.chunk_arrivals.append((0, 0))
             self.skipped_steps.append(0)
         self._running = True
@@ -224,7 +228,7 @@ class ChunkExecutor:
         lat = np.asarray(self.latencies_s or [np.nan]) * 1e3
         jit = np.abs(np.asarray(self.jitter_s or [np.nan])) * 1e3
         return {
-            "ticks": self.tick, "chunks": len(self.chunk_arrivals),
+            "ticks": self.tick, "chunks": self.chunks_received,
             "latency_ms_p50": float(np.median(lat)), "latency_ms_p99": float(np.percentile(lat, 99)),
             "latency_ms_max": float(np.max(lat)),
             "jitter_ms_p50": float(np.median(jit)), "jitter_ms_p99": float(np.percentile(jit, 99)),
@@ -372,6 +376,7 @@ class ChunkExecutor:
     def _merge_arrived(self, chunk: np.ndarray, stamped: int) -> None:
         """Drops the ticks that passed during inference and merges the rest (lock held)."""
         elapsed = self.tick - stamped
+        self.chunks_received += 1
         self.chunk_arrivals.append((stamped, self.tick))
         if elapsed >= len(chunk):
             self.stale_chunks += 1

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
 import http
@@ -40,7 +41,8 @@ class ServerStats:
     requests: int = 0
     errors: int = 0
     connections: int = 0
-    latencies_ms: list = dataclasses.field(default_factory=list)
+    latencies_ms: collections.deque = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=100_000))  # the most recent requests
 
     def summary(self) -> dict:
         lat = np.asarray(self.latencies_ms or [np.nan])
