@@ -280,6 +280,7 @@ class ChunkExecutor:
                     self._last_action = command
                     if self.record:
                         source = ("stale" if tick in self._stale_ticks else "queue") if fresh else "hold"
+                self._stale_ticks.discard(tick)
                         self.records.append(TickRecord(tick, now - self._start_time, command, source))
                 self.jitter_s.append(now - deadline)
                 self.tick += 1
