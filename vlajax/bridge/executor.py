@@ -280,8 +280,8 @@ class ChunkExecutor:
                     self._last_action = command
                     if self.record:
                         source = ("stale" if tick in self._stale_ticks else "queue") if fresh else "hold"
-                self._stale_ticks.discard(tick)
                         self.records.append(TickRecord(tick, now - self._start_time, command, source))
+                self._stale_ticks.discard(tick)
                 self.jitter_s.append(now - deadline)
                 self.tick += 1
                 if len(self.queue) < cfg.refill_threshold * cfg.chunk_length and not self._planning:
