@@ -223,8 +223,10 @@ def model_fields(model: mjx.Model, draws: Draws, targets: Targets) -> dict[str, 
 
   Masses: `body_mass * link_mass_scale`, plus `torso_mass_offset` on the torso; each body's inertia
   scales with its mass (same shape, denser material). `body_subtreemass` is recomputed exactly.
-  `body_invweight0` / `dof_invweight0` (constraint regularisation, computed by MuJoCo at qpos0) are
-  divided by the ratio new/old subtree mass of their body: exact when all masses scale together,
+  `body_invweight0` / `dof_invweight0` (constraint regularisation, computed by MuJoCo at qpos0) follow
+  the masses: `body_invweight0` is divided by the ratio new/old subtree mass of its body, and each
+  dof's effective inertia `1 / dof_invweight0` is split into a link part, scaled by that ratio, and
+  its armature, replaced by the new armature. Exact when all masses and armatures scale together,
   first order otherwise (MuJoCo's `mj_setConst` is not traceable; see mujoco#1607).
   """
   t = targets
@@ -243,6 +245,11 @@ def model_fields(model: mjx.Model, draws: Draws, targets: Targets) -> dict[str, 
     return values.at[t.dofs].set(values[t.dofs] * scale)
 
   kp = model.actuator_gainprm[:, 0] * draws["kp_scale"]
+  armature = scaled(model.dof_armature, draws["armature_scale"])
+  # Effective inertia of each dof at qpos0, 1 / dof_invweight0, split into links + armature.
+  w0 = model.dof_invweight0
+  link_inertia = jnp.maximum(1.0 / jnp.where(w0 > 0, w0, 1.0) - model.dof_armature, 0.0)
+  dof_invweight = jnp.where(w0 > 0, 1.0 / (link_inertia * subtree_ratio[t.dof_body] + armature), 0.0)
   return {
       "geom_friction": friction,
       "body_mass": mass,
@@ -250,9 +257,9 @@ def model_fields(model: mjx.Model, draws: Draws, targets: Targets) -> dict[str, 
       "body_ipos": ipos,
       "body_subtreemass": subtree,
       "body_invweight0": model.body_invweight0 / subtree_ratio[:, None],
-      "dof_invweight0": model.dof_invweight0 / subtree_ratio[t.dof_body],
+      "dof_invweight0": dof_invweight,
       "dof_damping": scaled(model.dof_damping, draws["joint_damping_scale"]),
-      "dof_armature": scaled(model.dof_armature, draws["armature_scale"]),
+      "dof_armature": armature,
       "dof_frictionloss": scaled(model.dof_frictionloss, draws["frictionloss_scale"]),
       "actuator_gainprm": model.actuator_gainprm.at[:, 0].set(kp),
       "actuator_biasprm": model.actuator_biasprm.at[:, 1].set(-kp),
