@@ -161,7 +161,7 @@ def _host_of(frame, source, windows):
 _host_of.cache = {}
 
 
-def test_resume_continues_exactly_across_blocks_and_epochs(root4):
+def test_resume_continues_exactly_across_blocks_and_epochs(root4, tmp_path):
   weights = {"fractal20220817_data": 1.0, "bridge": 1.0}
   reference = _loader(root4, weights, global_batch_size=4, image_size=(8, 8))
   # 2 datasets x 8 episodes x ~5 steps, 2 blocks per epoch: 25 batches of 4 reach epoch 2.
@@ -175,6 +175,13 @@ def test_resume_continues_exactly_across_blocks_and_epochs(root4):
   got = [resumed.next_local() for _ in range(8)]
   assert all(_equal_batches(x, y) for x, y in zip(expected, got))
   assert resumed.state() == reference.state()
+  # Through a real orbax checkpoint's metadata, as a training run stores it.
+  from vlajax.core.checkpoint import Checkpointer  # pylint: disable=g-import-not-at-top
+  ckpt = Checkpointer(tmp_path / "ckpt")
+  ckpt.save(25, {"w": np.zeros(2, np.float32)}, metadata={"data": saved})
+  restored = Checkpointer(tmp_path / "ckpt").metadata()["data"]
+  again = _loader(root4, weights, global_batch_size=4, image_size=(8, 8), state=restored)
+  assert _equal_batches(again.next_local(), expected[0])
   with pytest.raises(ValueError, match="seed"):
     _loader(root4, weights, global_batch_size=4, seed=5, state=saved)
   with pytest.raises(KeyError, match="example_index"):
