@@ -228,3 +228,22 @@ def test_global_batch_over_a_data_fsdp_mesh(root4):
   batch = next(loader)
   assert batch["action"].sharding.spec == PartitionSpec(("data", "fsdp"))
   assert {s.data.shape[0] for s in batch["action"].addressable_shards} == {2}
+
+
+def test_goal_relabel_last_gives_the_final_frame_of_the_episode(root4):
+  from vlajax.data import rlds  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  loader = _loader(root4, {"bridge": 1.0}, goal_relabel="last", image_size=lib.IMAGE,
+                   augment=False)
+  batch = loader.next_local()
+  source = rlds.RldsSource(rlds.resolve_dataset_dir(root4, "bridge"))
+  last_image = {}
+  for episode in source.episodes():
+    traj = oxe_registry.standardize("bridge", episode)
+    k = lib.origin(traj["instruction"].numpy()[0])[1]
+    last_image[k] = tf.io.decode_png(traj["image_primary"][-1]).numpy()
+  assert batch["observation"]["image_goal"].shape == (8, 1, *lib.IMAGE, 3)
+  assert batch["observation"]["image_mask"]["goal"].all()
+  for row, text in enumerate(batch["instruction"]):
+    np.testing.assert_array_equal(batch["observation"]["image_goal"][row, 0],
+                                  last_image[lib.origin(text)[1]])

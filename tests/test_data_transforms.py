@@ -145,3 +145,19 @@ def test_augmentation_is_seeded_train_only_and_keeps_missing_black():
   np.testing.assert_array_equal(a["image_wrist"], 0)
   np.testing.assert_array_equal(a["image_mask"]["wrist"], [False, False])
   np.testing.assert_array_equal(a["image_mask"]["primary"], [True, True])
+
+
+def test_goal_indices_last_and_uniform():
+  last = traj_transforms.goal_indices(tf.constant(5), "last").numpy()
+  np.testing.assert_array_equal(last, [4] * 5)
+  seed = tf.constant([3, 4], tf.int64)
+  uniform = traj_transforms.goal_indices(tf.constant(50), "uniform", seed).numpy()
+  assert (uniform >= np.arange(50)).all() and (uniform <= 49).all()
+  assert len(set(uniform.tolist())) > 10
+  np.testing.assert_array_equal(uniform, traj_transforms.goal_indices(tf.constant(50), "uniform",
+                                                                      seed).numpy())
+  frames = traj_transforms.to_frames(_traj(4), window=1, horizon=2, action_dim=3, proprio_dim=2,
+                                     action_mask=(True,) * 3, goal_relabel="last")
+  np.testing.assert_array_equal(frames["image_goal"].numpy()[:, 0], [b"p3"] * 4)
+  with pytest.raises(ValueError, match="unknown goal_relabel 'first'"):
+    traj_transforms.goal_indices(tf.constant(3), "first")

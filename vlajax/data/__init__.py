@@ -18,6 +18,8 @@ over the mesh's `data` axis on dim 0 unless marked host-local):
       "proprio":      float32[B, T, P],        # normalized state, zero-padded to P
       "proprio_mask": bool[B, T, P],           # True on the dataset's real state dims
       "timestep_pad_mask": bool[B, T],         # False for history steps before the episode start
+      # only with data.goal_relabel = "last" | "uniform" (image_mask then also has "goal": bool[B, 1]):
+      "image_goal":   uint8[B, 1, h, w, 3],    # primary camera at a later step of the same episode
     },
     "action":          float32[B, H, A],       # normalized action chunk a_t .. a_{t+H-1}
     "action_pad_mask": bool[B, H, A],          # False past the episode end and on padded dims

@@ -31,6 +31,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.action_dim = 32                # common padded action dim A (pi0 pads to 32)
   c.proprio_dim = 32               # common padded proprio dim P
   c.frame_stride = 1               # keep every k-th step as a training frame
+  c.goal_relabel = "none"          # "none" | "last" | "uniform": adds observation.image_goal
   c.normalization = "normal"       # "normal" (z-score) | "bounds" (q01/q99 -> [-1, 1]) | "none"
   c.stats_dir = ""                 # where statistics are cached (default: the run directory)
   # Frame transforms.

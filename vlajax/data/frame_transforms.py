@@ -102,5 +102,7 @@ def apply(frame: dict, size: tuple[int, int], seed: tf.Tensor | None,
     images, present = decode_resize(frame[f"image_{camera}"], size, cam_seed, params)
     frame[f"image_{camera}"] = images
     masks[camera] = present & frame["timestep_pad_mask"]
+  if "image_goal" in frame:                      # goal images are not augmented
+    frame["image_goal"], masks["goal"] = decode_resize(frame["image_goal"], size)
   frame["image_mask"] = masks
   return frame

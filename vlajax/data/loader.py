@@ -133,8 +133,10 @@ class DataLoader:
     self._state["example_index"] = int(raw["_index"][-1]) + 1
 
   def _format(self, raw) -> dict:
+    goal = {"image_goal": raw["image_goal"]} if "image_goal" in raw else {}
     return {
         "observation": {
+            **goal,
             "image_primary": raw["image_primary"], "image_wrist": raw["image_wrist"],
             "image_mask": {k: v for k, v in raw["image_mask"].items()},
             "proprio": raw["proprio"], "proprio_mask": raw["proprio_mask"],

@@ -50,6 +50,12 @@ def robot_frames_fn(name: str, dataset_id: int, source: rlds.RldsSource, stats: 
   spec = oxe_registry.spec(name)
   proprio_mask = oxe_registry.proprio_normalize_mask(name)
 
+  def goal_seed(serialized):
+    if cfg.goal_relabel != "uniform":
+      return None
+    episode_hash = tf.strings.to_hash_bucket_fast(serialized, 2**62)   # same episode, same goals
+    return _seed(cfg.seed, dataset_id, episode_hash)
+
   def fn(serialized):
     traj = oxe_registry.standardize(name, source.parse_episode(serialized))
     traj["action"] = normalization.normalize(traj["action"], stats["action"], cfg.normalization,
@@ -59,7 +65,8 @@ def robot_frames_fn(name: str, dataset_id: int, source: rlds.RldsSource, stats: 
                                                 cfg.normalization, proprio_mask)
     frames = traj_transforms.to_frames(
         traj, window=cfg.window, horizon=cfg.horizon, action_dim=cfg.action_dim,
-        proprio_dim=cfg.proprio_dim, action_mask=spec.action_mask, frame_stride=cfg.frame_stride)
+        proprio_dim=cfg.proprio_dim, action_mask=spec.action_mask, frame_stride=cfg.frame_stride,
+        goal_relabel=cfg.goal_relabel, goal_seed=goal_seed(serialized))
     count = tf.shape(frames["action"])[0]
     frames["dataset_id"] = tf.fill([count], tf.constant(dataset_id, tf.int32))
     return frames
@@ -80,7 +87,8 @@ def vl_frames_fn(dataset_id: int, source: rlds.RldsSource, cfg) -> Callable[[tf.
     ex = source.features.deserialize_example(serialized,
                                              decoders={"image": tfds.decode.SkipDecoding()})
     current = tf.range(w) == w - 1
-    return {
+    goal = {} if cfg.goal_relabel == "none" else {"image_goal": tf.constant([[b""]])}
+    return {**goal,
         "image_primary": tf.fill([1, w], ex["image"]),
         "image_wrist": tf.fill([1, w], tf.constant(b"", tf.string)),
         "timestep_pad_mask": current[None],

@@ -8,6 +8,8 @@ Output of `to_frames`: one element per kept step t, with
   action: float32[H, A], action_pad_mask: bool[H, A]  chunk a_t .. a_{t+H-1}; past the end the last
                                             action is repeated and masked; padded dims masked
   instruction: string, is_robot: bool, answer: string
+  image_goal: string[1]   only with goal relabeling: the primary image of a later step of the same
+                          episode ("last": the final step; "uniform": uniform over t .. T-1)
 """
 from __future__ import annotations
 
@@ -35,8 +37,20 @@ def pad_last(x: tf.Tensor, size: int) -> tf.Tensor:
   return tf.pad(x, paddings)
 
 
+def goal_indices(length: tf.Tensor, mode: str, seed: tf.Tensor | None = None) -> tf.Tensor:
+  """int32[T] goal step per step t: T - 1 ("last") or uniform in [t, T - 1] ("uniform")."""
+  if mode == "last":
+    return tf.fill([length], length - 1)
+  if mode == "uniform":
+    u = tf.random.stateless_uniform([length], seed)
+    t = tf.range(length)
+    return t + tf.cast(tf.floor(u * tf.cast(length - t, tf.float32)), tf.int32)
+  raise ValueError(f"unknown goal_relabel '{mode}' (valid: none, last, uniform)")
+
+
 def to_frames(traj: dict[str, tf.Tensor], *, window: int, horizon: int, action_dim: int,
-              proprio_dim: int, action_mask: Sequence[bool], frame_stride: int = 1
+              proprio_dim: int, action_mask: Sequence[bool], frame_stride: int = 1,
+              goal_relabel: str = "none", goal_seed: tf.Tensor | None = None
               ) -> dict[str, tf.Tensor]:
   """Frames [T', ...] of one trajectory (see module docstring); T' = ceil(T / frame_stride)."""
   length = tf.shape(traj["action"])[0]
@@ -63,6 +77,9 @@ def to_frames(traj: dict[str, tf.Tensor], *, window: int, horizon: int, action_d
       "is_robot": tf.ones([length], tf.bool),
       "answer": tf.fill([length], tf.constant(b"", tf.string)),
   }
+  if goal_relabel != "none":
+    goals = goal_indices(length, goal_relabel, goal_seed)
+    frames["image_goal"] = tf.gather(traj["image_primary"], goals)[:, None]
   if frame_stride > 1:
     frames = {k: v[::frame_stride] for k, v in frames.items()}
   return frames
