@@ -167,8 +167,9 @@ def test_prefix_logits_match_transformers_paligemma(tmp_path):
   obs = dict(batch_lib.zeros_batch(cfg, 2), images=images, tokens=tokens, token_mask=np.ones((2, 5), bool),
              image_mask=np.ones((2, 1), bool))
   key = jax.random.PRNGKey(0)
-  params = hf_import.load_paligemma(tmp_path / "pg", jax.device_get(model.init(key, obs, key)), cfg)
-  ours = np.asarray(model.apply(params, obs, method=Pi0.prefix_logits))
+  params = jax.device_get(jax.jit(lambda o: model.init(key, o, method=Pi0.prefix_logits))(obs))
+  params = hf_import.load_paligemma(tmp_path / "pg", params, cfg)
+  ours = np.asarray(jax.jit(lambda p, o: model.apply(p, o, method=Pi0.prefix_logits))(params, obs))
   ids = np.concatenate([np.full((2, cfg.vision.num_tokens), 99), tokens], axis=1)
   with torch.no_grad():
     ref = hf_model(input_ids=torch.tensor(ids), pixel_values=torch.tensor(images[:, 0].transpose(0, 3, 1, 2)),
