@@ -78,9 +78,9 @@ def run(cfg: SimToSimConfig) -> dict:
             segment_start = t0 + index * cfg.seconds_per_command
             next_sample = time.perf_counter()
             while time.perf_counter() < segment_start + cfg.seconds_per_command and not executor.stopped:
-                with robot._lock:  # pylint: disable=protected-access
-                    parts = quadruped_proprioception(robot.data, default_pose)
-                    height, up_z = float(robot.data.qpos[2]), float(-parts["gravity"][2])
+                parts, height = robot.inspect(
+                    lambda m, d: (quadruped_proprioception(d, default_pose), float(d.qpos[2])))
+                up_z = float(-parts["gravity"][2])
                 if height < cfg.min_height or up_z < 0:
                     falls += 1
                     break

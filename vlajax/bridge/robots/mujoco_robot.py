@@ -169,6 +169,11 @@ class MujocoRobot(Robot):
 
     # --- Robot interface -----------------------------------------------------------------------
 
+    def inspect(self, fn: Callable[[mujoco.MjModel, mujoco.MjData], Any]) -> Any:
+        """Runs ``fn(model, data)`` on a consistent physics state (the physics thread waits)."""
+        with self._lock:
+            return fn(self.model, self.data)
+
     def set_info(self, key: str, value: Any) -> None:
         """Stores robot-side context the observation builder reads (e.g. a velocity command)."""
         with self._lock:
