@@ -1,0 +1,549 @@
+"""TD-MPC2-style model-based learner, jitted end to end with on-device trajectory replay.
+
+Model (Hansen et al. 2024), all in a latent space z with SimNorm (softmax over groups of 8):
+
+  encoder    z = h(o)                 MLP, LayerNorm + Mish hidden layers, SimNorm output
+  dynamics   z' = d(z, a)             MLP, SimNorm output
+  reward     r̂ = R(z, a)              logits over two-hot bins (symlog, 101 bins on [-10, 10])
+  Q heads    Q_i(z, a), i < 5         logits over the same bins; dropout on the first layer
+  prior      π(z)                     tanh-Gaussian, log-std squashed into [log_std_min, log_std_max]
+
+Training on windows of `horizon` consecutive steps of one episode (`replay.sample_windows`),
+unrolling the dynamics from the first encoded observation, with per-step weights ρ^t:
+
+  consistency  Σ_t ρ^t ‖d(z_t, a_t) − sg(h(o_{t+1}))‖² / H
+  reward       Σ_t ρ^t CE(R(z_t, a_t), r_t) / H
+  value        Σ_t ρ^t Σ_i CE(Q_i(z_t, a_t), r_t + γ (1 − terminal_t) min_{2 random j} Q̄_j(z'_{t}, π(z'_{t}))) / (H·5)
+               with z'_t = sg(h(o_{t+1})) (the true last observation at an episode end)
+  total        20·consistency + 0.1·reward + 0.1·value   (encoder lr × 0.3, grad clip 20)
+  prior        Σ_t ρ^t (α log π(a|z_t) − Q_avg(z_t, a) / S), a ~ π(z_t), S a running 5–95 % range of Q
+
+Acting plans with MPPI (`vlajax.rl.mppi`) from the encoded observation, vmapped over the env
+batch: candidate plans are scored by Σ_t γ^t R̂ + γ^H Q_avg(z_H, π(z_H)); 24 of the 512 candidates
+are rollouts of the prior; the previous plan mean, shifted one step, warm-starts the next step
+(reset to zero when an env starts a new episode). Terminations are used in the value target only
+(no termination head in the planner).
+
+The env batch and the replay columns are sharded over mesh axis `data`; parameters and optimizer
+states are replicated; the program is written over the global batch (same math on 1 or N devices).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+from jax.sharding import Mesh
+
+from vlajax.core import mesh as mesh_lib
+from vlajax.envs import wrappers
+from vlajax.rl import distributions as dist
+from vlajax.rl import evaluation, mppi, replay as replay_lib, running_stats
+from vlajax.rl.ensemble import ensemble
+from vlajax.rl.evaluation import strong_types
+from vlajax.rl.twohot import Bins
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """TD-MPC2's defaults (`tdmpc2/config.yaml`, 5M-parameter-scale model) where they apply."""
+  return ml_collections.ConfigDict({
+      "num_envs": 16,
+      "steps_per_iteration": 50,      # batched env steps per jitted iteration
+      "num_iterations": 1000,
+      "episode_length": 1000,
+      "action_repeat": 1,
+      "horizon": 3,                   # model rollout in training = planning horizon
+      "batch_size": 256,              # windows per update; a multiple of num_envs
+      "grad_updates_per_step": 16,    # gradient steps per batched env step
+      "replay_capacity": 1_000_000,
+      "min_replay": -1,               # seed transitions (random actions); < 0: max(1000, 5·L)
+      "learning_rate": 3e-4,
+      "encoder_lr_scale": 0.3,
+      "max_grad_norm": 20.0,
+      "tau": 0.01,
+      "rho": 0.5,
+      "discount": -1.0,               # < 0: clip((L/5 − 1)/(L/5), 0.95, 0.995), L the episode length
+      "consistency_coef": 20.0,
+      "reward_coef": 0.1,
+      "value_coef": 0.1,
+      "entropy_coef": 1e-4,
+      "log_std_min": -10.0,
+      "log_std_max": 2.0,
+      "num_bins": 101,
+      "vmin": -10.0,
+      "vmax": 10.0,
+      "latent_dim": 512,
+      "mlp_dim": 512,
+      "enc_dim": 256,
+      "num_enc_layers": 2,
+      "num_q": 5,
+      "dropout": 0.01,
+      "simnorm_dim": 8,
+      "q_scale_tau": 0.01,
+      "obs_key": "state",
+      "normalize_observations": False,  # TD-MPC2 uses raw state observations
+      "plan_during_training": True,     # False: act with the policy prior
+      "plan_during_eval": True,
+      "mppi": mppi.default_config(),
+  })
+
+
+def discount_for(config: ml_collections.ConfigDict) -> float:
+  if config.discount >= 0:
+    return float(config.discount)
+  frac = config.episode_length / 5.0
+  return float(min(max((frac - 1.0) / frac, 0.95), 0.995))
+
+
+def min_replay_for(config: ml_collections.ConfigDict) -> int:
+  if config.min_replay >= 0:
+    return int(config.min_replay)
+  return int(max(1000, 5 * config.episode_length))
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Raises ValueError naming the offending key for inconsistent learner settings."""
+  if config.num_envs % num_devices:
+    raise ValueError(f"tdmpc.num_envs ({config.num_envs}) must be divisible by the number of "
+                     f"devices ({num_devices})")
+  if config.batch_size % config.num_envs:
+    raise ValueError(f"tdmpc.batch_size ({config.batch_size}) must be a multiple of tdmpc.num_envs "
+                     f"({config.num_envs})")
+  if config.replay_capacity % config.num_envs:
+    raise ValueError(f"tdmpc.replay_capacity ({config.replay_capacity}) must be a multiple of "
+                     f"tdmpc.num_envs ({config.num_envs})")
+  if config.latent_dim % config.simnorm_dim:
+    raise ValueError(f"tdmpc.latent_dim ({config.latent_dim}) must be a multiple of "
+                     f"tdmpc.simnorm_dim ({config.simnorm_dim})")
+  if config.num_q < 2:
+    raise ValueError(f"tdmpc.num_q ({config.num_q}) must be ≥ 2")
+  if config.horizon < 1:
+    raise ValueError(f"tdmpc.horizon ({config.horizon}) must be ≥ 1")
+  mppi.validate(config.mppi)
+
+
+# -- networks -------------------------------------------------------------------------------------
+
+def simnorm(x: jax.Array, group: int) -> jax.Array:
+  """Softmax over consecutive groups of `group` features: f32[..., L] -> f32[..., L]."""
+  groups = x.reshape(x.shape[:-1] + (-1, group))
+  return jax.nn.softmax(groups, axis=-1).reshape(x.shape)
+
+
+def mish(x: jax.Array) -> jax.Array:
+  return x * jnp.tanh(jax.nn.softplus(x))
+
+
+class NormedMLP(nn.Module):
+  """TD-MPC2's MLP: (Dense → [Dropout on the first layer] → LayerNorm → Mish) per hidden layer.
+
+  The output layer is Dense → LayerNorm → SimNorm when `simnorm_group > 0`, else a plain Dense
+  (zero-initialized when `zero_out`, as TD-MPC2 does for its reward and Q heads).
+  """
+  hidden: Sequence[int]
+  out: int
+  dropout: float = 0.0
+  simnorm_group: int = 0
+  zero_out: bool = False
+  train: bool = False      # dropout active (needs a `dropout` RNG)
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for i, width in enumerate(self.hidden):
+      x = nn.Dense(width)(x)
+      if i == 0 and self.dropout > 0:
+        x = nn.Dropout(self.dropout, deterministic=not self.train)(x)
+      x = mish(nn.LayerNorm()(x))
+    if self.simnorm_group:
+      return simnorm(nn.LayerNorm()(nn.Dense(self.out)(x)), self.simnorm_group)
+    init = nn.initializers.zeros if self.zero_out else nn.initializers.lecun_normal()
+    return nn.Dense(self.out, kernel_init=init)(x)
+
+
+class WorldModel:
+  """The TD-MPC2 components as Flax modules plus the pure functions on their parameters.
+
+  `params = {"encoder", "dynamics", "reward", "pi", "q"}`; target Q parameters live beside them.
+  Latents `z: f32[..., latent_dim]`, actions `a: f32[..., A]`.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, obs_size: int, action_size: int):
+    self.config = config
+    self.obs_size = obs_size
+    self.action_size = action_size
+    self.bins = Bins(config.num_bins, config.vmin, config.vmax)
+    latent, mlp, g = config.latent_dim, config.mlp_dim, config.simnorm_dim
+    enc_hidden = (config.enc_dim,) * max(config.num_enc_layers - 1, 0)
+    self.encoder = NormedMLP(enc_hidden, latent, simnorm_group=g)
+    self.dynamics = NormedMLP((mlp, mlp), latent, simnorm_group=g)
+    self.reward_head = NormedMLP((mlp, mlp), config.num_bins, zero_out=True)
+    self.pi_head = NormedMLP((mlp, mlp), 2 * action_size)
+    q_heads = ensemble(NormedMLP, config.num_q)
+    self.q_heads = q_heads((mlp, mlp), config.num_bins, dropout=config.dropout, zero_out=True)
+    self.q_heads_train = q_heads((mlp, mlp), config.num_bins, dropout=config.dropout,
+                                 zero_out=True, train=True)  # same parameters, dropout on
+
+  def init(self, rng: jax.Array) -> dict:
+    keys = jax.random.split(rng, 5)
+    obs = jnp.zeros((self.obs_size,))
+    z = jnp.zeros((self.config.latent_dim,))
+    za = jnp.zeros((self.config.latent_dim + self.action_size,))
+    return {"encoder": self.encoder.init(keys[0], obs), "dynamics": self.dynamics.init(keys[1], za),
+            "reward": self.reward_head.init(keys[2], za), "pi": self.pi_head.init(keys[3], z),
+            "q": self.q_heads.init(keys[4], za)}
+
+  def encode(self, params, obs: jax.Array) -> jax.Array:
+    return self.encoder.apply(params["encoder"], obs)
+
+  def next(self, params, z: jax.Array, a: jax.Array) -> jax.Array:
+    return self.dynamics.apply(params["dynamics"], jnp.concatenate([z, a], axis=-1))
+
+  def reward_logits(self, params, z: jax.Array, a: jax.Array) -> jax.Array:
+    return self.reward_head.apply(params["reward"], jnp.concatenate([z, a], axis=-1))
+
+  def reward(self, params, z: jax.Array, a: jax.Array) -> jax.Array:
+    return self.bins.decode(self.reward_logits(params, z, a))
+
+  def q_logits(self, q_params, z: jax.Array, a: jax.Array, dropout_rng=None) -> jax.Array:
+    """f32[num_q, ..., num_bins]; dropout only when `dropout_rng` is given."""
+    x = jnp.concatenate([z, a], axis=-1)
+    if dropout_rng is None:
+      return self.q_heads.apply(q_params, x)
+    return self.q_heads_train.apply(q_params, x, rngs={"dropout": dropout_rng})
+
+  def q_pair(self, q_params, z: jax.Array, a: jax.Array, rng: jax.Array) -> jax.Array:
+    """Values of two randomly chosen Q heads: f32[2, ...]."""
+    idx = jax.random.permutation(rng, self.config.num_q)[:2]
+    return self.bins.decode(self.q_logits(q_params, z, a)[idx])
+
+  def pi(self, params, z: jax.Array, rng: jax.Array | None):
+    """(action, log π(action)): a sample when `rng` is given, else the mode (log π undefined)."""
+    out = self.pi_head.apply(params["pi"], z)
+    mean, raw_log_std = jnp.split(out, 2, axis=-1)
+    lo, hi = self.config.log_std_min, self.config.log_std_max
+    std = jnp.exp(lo + 0.5 * (hi - lo) * (jnp.tanh(raw_log_std) + 1.0))
+    if rng is None:
+      return dist.mode(mean), jnp.zeros(mean.shape[:-1])
+    raw = dist.sample_raw(rng, mean, std)
+    return dist.squash(raw), dist.log_prob(mean, std, raw)
+
+
+@struct.dataclass
+class TrainState:
+  """Everything a run needs to continue bit for bit (the replay included)."""
+  params: dict
+  target_q: Any
+  opt_state: dict             # {"model", "pi"}
+  q_scale: jax.Array          # f32[], running 5–95 % range of Q (≥ 1) scaling the prior's loss
+  num_updates: jax.Array      # i32[]
+  obs_stats: running_stats.RunningStats
+  replay: replay_lib.Replay
+  env_state: Any
+  plan_mean: jax.Array        # f32[num_envs, H, A]: warm start for the next control step
+  episode_return: jax.Array   # f32[num_envs]
+  episode_length: jax.Array   # f32[num_envs]
+  rng: jax.Array
+  iteration: jax.Array        # i32[]
+
+
+class Learner:
+  """Builds the jitted `init`, `iteration` and `evaluate` for one env and config on one mesh."""
+
+  def __init__(self, env, config: ml_collections.ConfigDict, mesh: Mesh | None = None):
+    self.mesh = mesh or mesh_lib.make_mesh({"data": -1})
+    validate(config, self.mesh.devices.size)
+    self.config = config
+    self.env = env
+    self.train_env = wrappers.wrap_for_training(env, config.episode_length, config.action_repeat)
+    self.eval_env = evaluation.make_eval_env(env, config.episode_length, config.action_repeat)
+    obs_sizes = env.observation_size
+    if config.obs_key not in obs_sizes:
+      raise KeyError(f"observation key '{config.obs_key}' not produced by the env "
+                     f"(it has: {', '.join(sorted(obs_sizes))})")
+    self.obs_shape = obs_sizes[config.obs_key]
+    if len(self.obs_shape) != 1:
+      raise ValueError(f"tdmpc needs a flat observation '{config.obs_key}', got shape {self.obs_shape}")
+    self.action_size = env.action_size
+    self.model = WorldModel(config, self.obs_shape[0], self.action_size)
+    self.gamma = discount_for(config)
+    self.min_replay = max(min_replay_for(config), config.batch_size * config.horizon)
+    self.per_env_batch = config.batch_size // config.num_envs
+    self.model_opt = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                                 optax.adam(config.learning_rate))
+    self.pi_opt = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                              optax.adam(config.learning_rate, eps=1e-5))
+    self.env_steps_per_iteration = (config.num_envs * config.steps_per_iteration
+                                    * config.action_repeat)
+
+    batch = mesh_lib.sharding(self.mesh, "data")
+    replicated = mesh_lib.replicated(self.mesh)
+    abstract = jax.eval_shape(self._init, jax.random.PRNGKey(0))
+    rep = lambda tree: jax.tree.map(lambda _: replicated, tree)
+    self.state_sharding = TrainState(
+        params=rep(abstract.params), target_q=rep(abstract.target_q),
+        opt_state=rep(abstract.opt_state), q_scale=replicated, num_updates=replicated,
+        obs_stats=rep(abstract.obs_stats), replay=replay_lib.sharding(abstract.replay, self.mesh),
+        env_state=jax.tree.map(lambda _: batch, abstract.env_state), plan_mean=batch,
+        episode_return=batch, episode_length=batch, rng=replicated, iteration=replicated)
+    self.init = jax.jit(self._init, out_shardings=self.state_sharding)
+    self.iteration = jax.jit(self._iteration, in_shardings=(self.state_sharding,),
+                             out_shardings=(self.state_sharding, replicated), donate_argnums=0)
+    self.evaluate = jax.jit(self._evaluate, static_argnums=2, out_shardings=replicated)
+    self.act = jax.jit(self._act, static_argnames=("explore",))
+
+  # -- init ---------------------------------------------------------------------------------------
+
+  def _init(self, rng: jax.Array) -> TrainState:
+    cfg = self.config
+    k_net, k_env, k_run = jax.random.split(rng, 3)
+    params = self.model.init(k_net)
+    model_params = {k: v for k, v in params.items() if k != "pi"}
+    example = {"obs": jnp.zeros(self.obs_shape), "next_obs": jnp.zeros(self.obs_shape),
+               "action": jnp.zeros((self.action_size,)), "reward": jnp.zeros(()),
+               "terminal": jnp.zeros(())}
+    zeros = jnp.zeros((cfg.num_envs,))
+    return TrainState(
+        params=params, target_q=jax.tree.map(jnp.copy, params["q"]),
+        opt_state={"model": self.model_opt.init(model_params),
+                   "pi": self.pi_opt.init(params["pi"])},
+        q_scale=jnp.ones(()), num_updates=jnp.zeros((), jnp.int32),
+        obs_stats=running_stats.init({"obs": self.obs_shape}),
+        replay=replay_lib.init(example, cfg.replay_capacity, cfg.num_envs),
+        env_state=self.train_env.reset(jax.random.split(k_env, cfg.num_envs)),
+        plan_mean=jnp.zeros((cfg.num_envs, cfg.horizon, self.action_size)),
+        episode_return=zeros, episode_length=zeros, rng=k_run, iteration=jnp.zeros((), jnp.int32))
+
+  # -- acting -------------------------------------------------------------------------------------
+
+  def _normalize(self, stats, obs: jax.Array) -> jax.Array:
+    if not self.config.normalize_observations:
+      return obs
+    return running_stats.normalize(stats, {"obs": obs})["obs"]
+
+  def plan_one(self, params, z: jax.Array, init_mean: jax.Array, rng: jax.Array,
+               explore: bool) -> mppi.Plan:
+    """MPPI from one latent `z: f32[L]`, warm-started at `init_mean: f32[H, A]`."""
+    cfg, model, gamma = self.config, self.model, self.gamma
+    k_prior, k_score, k_plan = jax.random.split(rng, 3)
+
+    def prior_plans(key):
+      def step(latent, k):
+        action, _ = model.pi(params, latent, k)
+        return model.next(params, latent, action), action
+      keys = jax.random.split(key, cfg.horizon)
+      latents = jnp.broadcast_to(z, (cfg.mppi.num_prior_samples,) + z.shape)
+      _, actions = jax.lax.scan(step, latents, keys)          # [H, P, A]
+      return jnp.swapaxes(actions, 0, 1)
+
+    def score(plans):                                         # [n, H, A] -> [n]
+      latent = jnp.broadcast_to(z, (plans.shape[0],) + z.shape)
+
+      def step(carry, action):
+        latent, ret, disc = carry
+        ret = ret + disc * model.reward(params, latent, action)
+        return (model.next(params, latent, action), ret, disc * gamma), None
+
+      zero = jnp.zeros(plans.shape[:1])
+      (latent, ret, disc), _ = jax.lax.scan(step, (latent, zero, jnp.ones(())),
+                                            jnp.swapaxes(plans, 0, 1))
+      k_pi, k_q = jax.random.split(k_score)
+      action, _ = model.pi(params, latent, k_pi)
+      return ret + disc * jnp.mean(model.q_pair(params["q"], latent, action, k_q), axis=0)
+
+    prior = prior_plans(k_prior) if cfg.mppi.num_prior_samples else None
+    return mppi.plan(cfg.mppi, k_plan, score, init_mean, prior, explore=explore)
+
+  def _act(self, params, stats, obs: jax.Array, plan_mean: jax.Array, rng: jax.Array,
+           explore: bool = True):
+    """Batched planning: `obs f32[B, O]`, `plan_mean f32[B, H, A]` -> (action f32[B, A], mean)."""
+    z = self.model.encode(params, self._normalize(stats, obs))
+    keys = jax.random.split(rng, obs.shape[0])
+    plans = jax.vmap(lambda zi, mi, ki: self.plan_one(params, zi, mppi.shift(mi), ki, explore))(
+        z, plan_mean, keys)
+    return plans.action, plans.mean
+
+  def _prior_act(self, params, stats, obs: jax.Array, rng: jax.Array | None):
+    z = self.model.encode(params, self._normalize(stats, obs))
+    return self.model.pi(params, z, rng)[0]
+
+  # -- learning -----------------------------------------------------------------------------------
+
+  def _model_loss(self, model_params, pi_params, target_q, stats, batch, valid, rng):
+    """TD-MPC2's world-model loss on windows `[H, k, N, ...]` (`valid: bool[k, N]`)."""
+    cfg, model = self.config, self.model
+    params = {**model_params, "pi": pi_params}
+    H = cfg.horizon
+    k_pi, k_q, k_drop = jax.random.split(rng, 3)
+    weight = valid.astype(jnp.float32)
+    denom = jnp.maximum(jnp.sum(weight), 1.0)
+    avg = lambda x: jnp.sum(x * weight) / denom              # mean over the batch [k, N]
+    rho = cfg.rho ** jnp.arange(H)
+
+    obs = self._normalize(stats, batch["obs"])
+    next_obs = self._normalize(stats, batch["next_obs"])
+    next_z = jax.lax.stop_gradient(model.encode(params, next_obs))            # [H, k, N, L]
+    next_action, _ = model.pi(params, next_z, k_pi)
+    next_q = jnp.min(model.q_pair(target_q, next_z, next_action, k_q), axis=0)
+    td_target = jax.lax.stop_gradient(
+        batch["reward"] + self.gamma * (1.0 - batch["terminal"]) * next_q)    # [H, k, N]
+
+    def rollout(z, action):
+      z_next = model.next(params, z, action)
+      return z_next, (z, z_next)
+    _, (zs, z_pred) = jax.lax.scan(rollout, model.encode(params, obs[0]), batch["action"])
+    consistency = sum(rho[t] * avg(jnp.mean((z_pred[t] - next_z[t]) ** 2, axis=-1))
+                      for t in range(H)) / H
+    reward_ce = model.bins.cross_entropy(model.reward_logits(params, zs, batch["action"]),
+                                         batch["reward"])
+    reward_loss = sum(rho[t] * avg(reward_ce[t]) for t in range(H)) / H
+    q_logits = model.q_logits(params["q"], zs, batch["action"], dropout_rng=k_drop)  # [Q, H, k, N, B]
+    value_ce = model.bins.cross_entropy(q_logits, td_target[None])
+    value_loss = sum(rho[t] * avg(jnp.sum(value_ce[:, t], axis=0)) for t in range(H)) / (H * cfg.num_q)
+    total = (cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss
+             + cfg.value_coef * value_loss)
+    metrics = {"loss/consistency": consistency, "loss/reward": reward_loss,
+               "loss/value": value_loss, "loss/model": total,
+               "tdmpc/td_target": avg(jnp.mean(td_target, axis=0)),
+               "tdmpc/valid_windows": jnp.mean(weight)}
+    return total, (jax.lax.stop_gradient(zs), metrics)
+
+  def _pi_loss(self, pi_params, params, zs, valid, q_scale, rng):
+    """The prior's loss on the (detached) rollout latents `zs: f32[H, k, N, L]`."""
+    cfg, model = self.config, self.model
+    k_pi, k_q = jax.random.split(rng)
+    action, log_pi = model.pi({**params, "pi": pi_params}, zs, k_pi)
+    q = jnp.mean(model.q_pair(jax.lax.stop_gradient(params["q"]), zs, action, k_q), axis=0)
+    weight = valid.astype(jnp.float32)
+    per_step = jnp.sum((cfg.entropy_coef * log_pi - q / q_scale) * weight, axis=(1, 2))
+    per_step = per_step / jnp.maximum(jnp.sum(weight), 1.0)
+    rho = cfg.rho ** jnp.arange(zs.shape[0])
+    return jnp.mean(per_step * rho), (q, jnp.mean(-log_pi))
+
+  def _update(self, state_parts, batch, valid, stats, rng):
+    params, target_q, opt_state, q_scale, num_updates = state_parts
+    cfg = self.config
+    k_model, k_pi = jax.random.split(rng)
+    model_params = {k: v for k, v in params.items() if k != "pi"}
+    (_, (zs, metrics)), grads = jax.value_and_grad(self._model_loss, has_aux=True)(
+        model_params, params["pi"], target_q, stats, batch, valid, k_model)
+    updates, model_opt = self.model_opt.update(grads, opt_state["model"], model_params)
+    updates["encoder"] = jax.tree.map(lambda u: u * cfg.encoder_lr_scale, updates["encoder"])
+    model_params = optax.apply_updates(model_params, updates)
+    params = {**model_params, "pi": params["pi"]}
+
+    # Running scale of Q: the 5–95 percentile range (at least 1) of the first rollout step's Q.
+    q_now = jnp.mean(self.model.q_pair(params["q"], zs[0], self.model.pi(params, zs[0], k_pi)[0],
+                                       k_pi), axis=0)
+    flat = jnp.where(valid, q_now, jnp.nan).reshape(-1)
+    spread = jnp.nanpercentile(flat, 95.0) - jnp.nanpercentile(flat, 5.0)
+    spread = jnp.maximum(jnp.where(jnp.isfinite(spread), spread, 1.0), 1.0)
+    q_scale = jnp.where(num_updates == 0, spread, q_scale + cfg.q_scale_tau * (spread - q_scale))
+
+    (pi_loss, (_, entropy)), pi_grads = jax.value_and_grad(self._pi_loss, has_aux=True)(
+        params["pi"], params, zs, valid, q_scale, k_pi)
+    pi_updates, pi_opt = self.pi_opt.update(pi_grads, opt_state["pi"], params["pi"])
+    params = {**params, "pi": optax.apply_updates(params["pi"], pi_updates)}
+    target_q = jax.tree.map(lambda t, o: (1.0 - cfg.tau) * t + cfg.tau * o, target_q, params["q"])
+    metrics.update({"loss/pi": pi_loss, "loss/total": metrics["loss/model"] + pi_loss,
+                    "tdmpc/q_scale": q_scale, "tdmpc/pi_entropy": entropy,
+                    "grad_norm/model": optax.global_norm(grads)})
+    return (params, target_q, {"model": model_opt, "pi": pi_opt}, q_scale, num_updates + 1), metrics
+
+  def _learn(self, parts, stats, replay, rng):
+    def body(parts, key):
+      k_sample, k_update = jax.random.split(key)
+      batch, valid = replay_lib.sample_windows(replay, k_sample, self.per_env_batch,
+                                               self.config.horizon)
+      batch = {**batch, "obs": batch["obs"]}
+      return self._update(parts, batch, valid, stats, k_update)
+    parts, metrics = jax.lax.scan(body, parts, jax.random.split(rng, self.config.grad_updates_per_step))
+    return parts, jax.tree.map(jnp.mean, metrics)
+
+  def _iteration(self, state: TrainState) -> tuple[TrainState, dict]:
+    cfg = self.config
+    parts0 = (state.params, state.target_q, state.opt_state, state.q_scale, state.num_updates)
+    template = jax.tree.map(
+        lambda s: jnp.zeros(s.shape, s.dtype),
+        jax.eval_shape(self._learn, parts0, state.obs_stats, state.replay, state.rng)[1])
+    rng, k_steps = jax.random.split(state.rng)
+
+    def env_step(carry, key):
+      parts, stats, replay, env_state, plan_mean, ep_return, ep_length, done_stats = carry
+      params = parts[0]
+      k_act, k_learn = jax.random.split(key)
+      learning = replay.num_transitions >= self.min_replay
+      obs = env_state.obs[cfg.obs_key]
+
+      def policy_action():
+        if cfg.plan_during_training:
+          return self._act(params, stats, obs, plan_mean, k_act, explore=True)
+        return self._prior_act(params, stats, obs, k_act), plan_mean
+
+      def random_action():
+        shape = (cfg.num_envs, self.action_size)
+        return jax.random.uniform(k_act, shape, minval=-1.0, maxval=1.0), plan_mean
+
+      action, new_mean = jax.lax.cond(learning, policy_action, random_action)
+      next_state = self.train_env.step(env_state, action)
+      done = next_state.done
+      row = {"obs": obs, "next_obs": next_state.info["final_obs"][cfg.obs_key], "action": action,
+             "reward": next_state.reward, "terminal": done * (1.0 - next_state.info["truncation"])}
+      replay = replay_lib.insert(replay, row, done)
+      if cfg.normalize_observations:
+        stats = running_stats.update(stats, {"obs": obs})
+      plan_mean = jnp.where(done[:, None, None] > 0, 0.0, new_mean)
+      parts, metrics = jax.lax.cond(learning, lambda: self._learn(parts, stats, replay, k_learn),
+                                    lambda: (parts, template))
+      ep_return = ep_return + next_state.reward
+      ep_length = ep_length + 1.0
+      done_stats = (done_stats[0] + jnp.sum(done * ep_return),
+                    done_stats[1] + jnp.sum(done * ep_length), done_stats[2] + jnp.sum(done))
+      ep_return = ep_return * (1.0 - done)
+      ep_length = ep_length * (1.0 - done)
+      carry = (parts, stats, replay, next_state, plan_mean, ep_return, ep_length, done_stats)
+      return carry, (metrics, learning, next_state.reward)
+
+    zero = jnp.zeros(())
+    carry = (parts0, state.obs_stats, state.replay, state.env_state, state.plan_mean,
+             state.episode_return, state.episode_length, (zero, zero, zero))
+    carry, (metrics, learning, rewards) = jax.lax.scan(
+        env_step, carry, jax.random.split(k_steps, cfg.steps_per_iteration))
+    parts, stats, replay, env_state, plan_mean, ep_return, ep_length, done_stats = carry
+    params, target_q, opt_state, q_scale, num_updates = parts
+    weight = learning.astype(jnp.float32)
+    metrics = jax.tree.map(lambda m: jnp.sum(m * weight) / jnp.maximum(jnp.sum(weight), 1.0),
+                           metrics)
+    finished = done_stats[2]
+    metrics.update({
+        "episode/return": jnp.where(finished > 0, done_stats[0] / jnp.maximum(finished, 1), jnp.nan),
+        "episode/length": jnp.where(finished > 0, done_stats[1] / jnp.maximum(finished, 1), jnp.nan),
+        "episode/finished": finished,
+        "rollout/reward": jnp.mean(rewards),
+        "replay/transitions": replay.num_transitions.astype(jnp.float32),
+        "tdmpc/learning_fraction": jnp.mean(weight),
+    })
+    new_state = TrainState(params=params, target_q=target_q, opt_state=opt_state, q_scale=q_scale,
+                           num_updates=num_updates, obs_stats=stats, replay=replay,
+                           env_state=strong_types(env_state), plan_mean=plan_mean,
+                           episode_return=ep_return,
+                           episode_length=ep_length, rng=rng, iteration=state.iteration + 1)
+    return new_state, metrics
+
+  # -- evaluation ---------------------------------------------------------------------------------
+
+  def _evaluate(self, state: TrainState, rng: jax.Array, num_envs: int) -> dict:
+    """One episode of `num_envs` fresh envs: MPPI without exploration noise (or the prior's mode)."""
+    cfg = self.config
+
+    def act(plan_mean, obs, key):
+      obs = obs[cfg.obs_key]
+      if cfg.plan_during_eval:
+        return self._act(state.params, state.obs_stats, obs, plan_mean, key, explore=False)
+      return self._prior_act(state.params, state.obs_stats, obs, None), plan_mean
+
+    init = jnp.zeros((num_envs, cfg.horizon, self.action_size))
+    return evaluation.evaluate(self.eval_env, act, init, rng, num_envs, cfg.episode_length)
