@@ -140,7 +140,7 @@ def train(config, workdir: str | None = None) -> dict[str, Any]:
           eval_step(params, eval_batch, jax.random.PRNGKey(n))).items()}
       writer.write(n, last_eval)
     if n % config.train.checkpoint_every == 0 or n == steps:
-      ckpt.save(n, state, {"step": n, "data": train_src.state(), "model": model_cfg.__class__.__name__})
+      ckpt.save(n, state, {"step": n, "data": train_src.state(), "preset": config.model.preset})
   ckpt.wait()
   ckpt.close()
   writer.close()

@@ -101,3 +101,20 @@ def test_config_rejects_mismatched_experts():
                                                   num_kv_heads=1, head_dim=16))
   with pytest.raises(KeyError, match="unknown VLA preset"):
     vla_config.get_preset("huge")
+
+
+@pytest.mark.slow
+def test_bfloat16_compute_stays_close_to_float32(model_and_params):
+  """bf16 activations with fp32 weights: KV cache vs recompute and bf16 vs fp32 stay close."""
+  model, params = model_and_params
+  bf16 = Pi0(CFG.replace(dtype="bfloat16"))
+  obs = _observation()
+  rng = jax.random.PRNGKey(7)
+  ref = train_lib.make_sampler(model, 10, True)(params, obs, rng)
+  cached = train_lib.make_sampler(bf16, 10, True)(params, obs, rng)
+  full = train_lib.make_sampler(bf16, 10, False)(params, obs, rng)
+  assert cached.dtype == jnp.float32
+  np.testing.assert_allclose(cached, full, atol=3e-2)
+  np.testing.assert_allclose(cached, ref, atol=1e-1)
+  loss, _ = jax.jit(lambda p, b, k: bf16.apply(p, b, k))(params, batch_lib.zeros_batch(CFG, 2), rng)
+  assert np.isfinite(float(loss))

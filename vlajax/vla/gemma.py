@@ -147,7 +147,9 @@ class Block(nn.Module):
     for i, x in enumerate(xs):
       if x is not None:
         q, k, v = self.attn[i].qkv(self.pre_attn_norm[i](x))
-        qs.append(q), ks.append(k), vs.append(v)
+        qs.append(q)
+        ks.append(k)
+        vs.append(v)
     q, k, v = (jnp.concatenate(t, axis=1) for t in (qs, ks, vs))
     q = apply_rope(q, positions, self.rope_max_wavelength) * (q.shape[-1] ** -0.5)
     k = apply_rope(k, positions, self.rope_max_wavelength)
