@@ -121,12 +121,12 @@ class PolicyServer:
             reply["server_timing"] = {"infer_ms": infer_ms}
             if prev_total_ms is not None:
                 reply["server_timing"]["prev_total_ms"] = prev_total_ms
+            self.stats.requests += 1  # counted before the reply leaves, so a client never outruns it
             try:
                 await ws.send(protocol.packb(reply))
             except ConnectionClosed:
                 return
             prev_total_ms = (time.perf_counter() - start) * 1e3
-            self.stats.requests += 1
             self.stats.latencies_ms.append(prev_total_ms)
             if self.log_every and self.stats.requests % self.log_every == 0:
                 log.info("served %d requests: %s", self.stats.requests, self.stats.summary())
