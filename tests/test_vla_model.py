@@ -118,3 +118,39 @@ def test_bfloat16_compute_stays_close_to_float32(model_and_params):
   np.testing.assert_allclose(cached, ref, atol=1e-1)
   loss, _ = jax.jit(lambda p, b, k: bf16.apply(p, b, k))(params, batch_lib.zeros_batch(CFG, 2), rng)
   assert np.isfinite(float(loss))
+
+
+def test_loss_mask_combines_padded_steps_and_dims():
+  batch = {"action_mask": np.array([[True, True, False]]), "action_dim_mask": np.array([[True, False]])}
+  np.testing.assert_array_equal(batch_lib.loss_mask(batch)[0], [[1, 0], [1, 0], [0, 0]])
+  per_entry = {"action_mask": np.array([[[True, False], [False, True], [True, True]]])}
+  np.testing.assert_array_equal(batch_lib.loss_mask(per_entry)[0], [[1, 0], [0, 1], [1, 1]])
+  assert batch_lib.loss_mask({}) is None
+
+
+def test_standardized_data_batch_converts_to_a_model_batch():
+  """The ``vlajax.data`` batch format -> model batch: last history step, padding, robot-only loss."""
+  b, t, h = 2, 2, CFG.action_horizon
+  size = CFG.vision.image_size
+  data_batch = {
+      "observation": {
+          "image_primary": np.full((b, t, size, size, 3), 255, np.uint8),
+          "image_wrist": np.zeros((b, t, size, size, 3), np.uint8),
+          "image_mask": {"primary": np.ones((b, t), bool), "wrist": np.array([[True, False], [True, True]])},
+          "proprio": np.arange(b * t * 5, dtype=np.float32).reshape(b, t, 5),
+          "proprio_mask": np.ones((b, t, 5), bool), "timestep_pad_mask": np.ones((b, t), bool)},
+      "action": np.ones((b, h, 7), np.float32), "action_pad_mask": np.ones((b, h, 7), bool),
+      "instruction": np.array([b"pick", b"place"], dtype=object), "is_robot": np.array([True, False]),
+  }
+  tokenize = lambda texts: (np.ones((len(texts), CFG.max_token_len), np.int32),
+                            np.ones((len(texts), CFG.max_token_len), bool))
+  out = batch_lib.from_standardized(data_batch, CFG, tokenize)
+  assert batch_lib.validate_batch(out, CFG) == 2
+  np.testing.assert_allclose(out["images"][:, 0], 1.0)
+  np.testing.assert_array_equal(out["image_mask"], [[True, False], [True, True]])   # last step
+  np.testing.assert_array_equal(out["state"][0], [5, 6, 7, 8, 9, 0, 0, 0])           # padded to 8
+  assert out["actions"].shape == (2, h, CFG.action_dim) and out["action_mask"][0, :, 7].sum() == 0
+  assert out["action_mask"][0, :, :7].all() and not out["action_mask"][1].any()      # VL row: no loss
+  data_batch["observation"]["image_primary"] = np.zeros((b, t, 32, 32, 3), np.uint8)
+  with pytest.raises(ValueError, match="image_primary"):
+    batch_lib.from_standardized(data_batch, CFG, tokenize)
