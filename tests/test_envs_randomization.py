@@ -284,7 +284,7 @@ def test_apply_touches_only_randomized_fields():
 
 def test_brax_randomization_fn_batches_only_randomized_fields():
   env = envs.make("quadruped_joystick")
-  fn = dr_lib.brax_randomization_fn(env.targets, env.default_dr_ranges())
+  fn = env.brax_randomization_fn()   # = dr_lib.brax_randomization_fn(env.targets, ranges)
   sys_b, in_axes = jax.jit(fn)(env.mjx_model, jax.random.split(jax.random.PRNGKey(0), 8))
   for field in env.mjx_model.fields():
     axis = getattr(in_axes, field.name)
@@ -409,6 +409,10 @@ def test_adr_metrics_and_writing_ranges_into_env_state():
   assert metrics["dr/kp_scale/high"] == pytest.approx(1.3)
   assert set(metrics) == {f"dr/{f}/{e}" for f in ("floor_friction", "kp_scale", "push_interval")
                           for e in ("low", "high")}
+  # The default ADR bounds contain the env's default ranges (how the PPO learner starts ADR).
+  from_defaults = adr.update(adr.from_config(adr.default_config(), env.default_dr_ranges()), 1.0)
+  np.testing.assert_allclose(adr.ranges(from_defaults)["floor_friction"], [0.35, 1.05], rtol=1e-6)
+  np.testing.assert_allclose(adr.ranges(from_defaults)["action_latency"], [0.0, 3.0])
   # Full-field ADR over the env's ranges; the new ranges land in every env and drive the next reset.
   full = adr.from_config(adr.default_config(), dr_lib.nominal_ranges(env.targets))
   for _ in range(3):

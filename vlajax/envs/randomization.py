@@ -111,9 +111,9 @@ class Targets:
     geom = mujoco.mj_name2id(mj_model, mujoco.mjtObj.mjOBJ_GEOM, floor_geom)
     body = mujoco.mj_name2id(mj_model, mujoco.mjtObj.mjOBJ_BODY, torso_body)
     if geom < 0:
-      raise KeyError(f"DR target geom '{floor_geom}' not found in model '{mj_model.names[:20]}'")
+      raise KeyError(f"DR target geom '{floor_geom}' not found in the model")
     if body < 0:
-      raise KeyError(f"DR target body '{torso_body}' not found in model")
+      raise KeyError(f"DR target body '{torso_body}' not found in the model")
     dofs = mj_model.jnt_dofadr[mj_model.actuator_trnid[:, 0]]
     nbody = mj_model.nbody
     subtree = np.zeros((nbody, nbody), np.float32)

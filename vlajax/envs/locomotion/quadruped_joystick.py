@@ -111,6 +111,11 @@ class QuadrupedJoystick(Env):
     """The config's DR ranges, `{field: f32[2]}`."""
     return dict(self._default_ranges)
 
+  def brax_randomization_fn(self, ranges: dr_lib.Ranges | None = None):
+    """brax-style `randomization_fn(sys, rng) -> (sys, in_axes)` for this env's model fields."""
+    return dr_lib.brax_randomization_fn(self.targets, self.default_dr_ranges() if ranges is None
+                                        else ranges)
+
   def reset(self, rng: jax.Array, dr_ranges: dr_lib.Ranges | None = None) -> State:
     """Fresh pose, command and DR draw. `dr_ranges` (default: the config's) are kept in the state."""
     ranges = self.default_dr_ranges() if dr_ranges is None else dict(dr_ranges)
