@@ -65,7 +65,7 @@ def _cartpole() -> ml_collections.ConfigDict:
 def _smoke() -> ml_collections.ConfigDict:
   config = _cartpole()
   config.sac.update(dict(num_envs=8, batch_size=32, grad_updates_per_step=2, replay_capacity=512,
-                         min_replay=32, steps_per_iteration=8, num_iterations=6, episode_length=50,
+                         min_replay=32, steps_per_iteration=8, num_iterations=6, episode_length=20,
                          actor_hidden=(16,), critic_hidden=(16,)))
   config.run.update(dict(eval_every=3, num_eval_envs=4, checkpoint_every=2))
   return config

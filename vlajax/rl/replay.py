@@ -97,11 +97,16 @@ def _oldest(replay: Replay) -> jax.Array:
 
 
 def _gather_columns(leaf: jax.Array, rows: jax.Array) -> jax.Array:
-  """leaf[rows[..., j], j] for every column j: `[R, N, ...]`, `[..., N]` -> `[..., N, ...]`."""
+  """leaf[rows[..., j], j] for every column j: `[R, N, ...]`, `[..., N]` -> `[..., N, ...]`.
+
+  One `take_along_axis` gather with the env axis as a batch dimension: it reads only the picked
+  rows (no transpose or copy of the buffer) and stays local to each device's columns.
+  """
   lead = rows.shape[:-1]
-  flat = rows.reshape((-1, rows.shape[-1]))
-  picked = jax.vmap(lambda column, idx: column[idx], in_axes=(1, 1), out_axes=1)(leaf, flat)
-  return picked.reshape(lead + picked.shape[1:])
+  flat = rows.reshape((-1, rows.shape[-1]))                       # [M, N]
+  idx = flat.reshape(flat.shape + (1,) * (leaf.ndim - 2))
+  picked = jnp.take_along_axis(leaf, idx, axis=0, mode="clip")   # [M, N, ...]
+  return picked.reshape(lead + leaf.shape[1:])
 
 
 def sample(replay: Replay, rng: jax.Array, per_env: int) -> Any:
