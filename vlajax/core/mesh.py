@@ -66,3 +66,16 @@ def process_key(key: jax.Array) -> jax.Array:
 def is_main_process() -> bool:
   """True on the process that writes logs and checkpoints."""
   return jax.process_index() == 0
+
+
+def barrier(name: str, timeout_s: float = 600.0) -> None:
+  """Waits until every process reaches `name` (coordination service; no device collective).
+
+  Useful before the first collective of a program: CPU (gloo) collectives give up after ~30 s,
+  and processes that compile at different speeds can be further apart than that.
+  """
+  from jax._src import distributed  # pylint: disable=import-outside-toplevel
+  client = distributed.global_state.client
+  if client is None or jax.process_count() == 1:
+    return
+  client.wait_at_barrier(name, int(timeout_s * 1000))

@@ -44,7 +44,8 @@ class Env(abc.ABC):
     self.config = config
     self._mj_model = mj_model
     self._mj_model.opt.timestep = config.sim_dt
-    self._mjx_model = mjx.put_model(mj_model)
+    # A process-local device: under jax.distributed, jax.devices()[0] may belong to another host.
+    self._mjx_model = mjx.put_model(mj_model, device=jax.local_devices()[0])
 
   @classmethod
   @abc.abstractmethod

@@ -36,7 +36,9 @@ class BraxEnv(brax_base.Env):
   def step(self, state: brax_base.State, action: jax.Array) -> brax_base.State:
     ours = State(data=state.pipeline_state, obs=state.obs, reward=state.reward, done=state.done,
                  metrics=state.metrics, info=state.info)
-    return _to_brax_state(self._env.step(ours, action))
+    # brax wrappers add their own entries to metrics (e.g. `reward`) and expect them kept.
+    new = self._env.step(ours, action)
+    return _to_brax_state(new.replace(metrics={**state.metrics, **new.metrics}))
 
   @property
   def sys(self):

@@ -79,7 +79,8 @@ class EpisodeWrapper(Wrapper):
     timeout = steps >= self.episode_length
     done = jnp.maximum(state.done, timeout.astype(state.done.dtype))
     state.info["steps"] = steps
-    state.info["truncation"] = jnp.where(timeout & (state.done == 0), 1.0, 0.0)
+    # float32, not weakly typed: the state must keep one signature or jit recompiles.
+    state.info["truncation"] = (timeout & (state.done == 0)).astype(jnp.float32)
     return state.replace(done=done)
 
 

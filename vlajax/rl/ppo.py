@@ -111,7 +111,7 @@ class Transition:
   done: jax.Array
   truncation: jax.Array
   final_obs: dict
-  reward_terms: dict
+  env_metrics: dict      # every env metric: reward/<term> and task metrics such as tracking errors
 
 
 class Networks:
@@ -262,7 +262,7 @@ class Learner:
       transition = Transition(
           obs=env_state.obs, raw_action=raw, reward=next_state.reward, done=done,
           truncation=next_state.info["truncation"], final_obs=next_state.info["final_obs"],
-          reward_terms={k: v for k, v in next_state.metrics.items() if k.startswith("reward/")})
+          env_metrics=dict(next_state.metrics))
       ep_return = ep_return * (1.0 - done)
       ep_length = ep_length * (1.0 - done)
       return (next_state, ep_return, ep_length, done_stats), transition
@@ -375,15 +375,15 @@ class Learner:
         "episode/finished": finished,
         "rollout/reward": jnp.mean(traj.reward),
     })
-    metrics.update({k: jnp.mean(v) for k, v in traj.reward_terms.items()})
+    metrics.update({k: jnp.mean(v) for k, v in traj.env_metrics.items()})
 
     adr_state = state.adr
     if self.adr_config is not None:
       metric = self.adr_config.performance_metric
-      if metric not in traj.reward_terms:
-        raise KeyError(f"adr.performance_metric '{metric}' is not a reward metric of the env "
-                       f"(have: {', '.join(sorted(traj.reward_terms))})")
-      adr_state = adr_lib.update(adr_state, jnp.mean(traj.reward_terms[metric]))
+      if metric not in traj.env_metrics:
+        raise KeyError(f"adr.performance_metric '{metric}' is not a metric of the env "
+                       f"(have: {', '.join(sorted(traj.env_metrics))})")
+      adr_state = adr_lib.update(adr_state, jnp.mean(traj.env_metrics[metric]))
       env_state = adr_lib.with_ranges(env_state, adr_state)
     if "dr_ranges" in env_state.info:  # log the ranges the next resets draw from
       for field, value in env_state.info["dr_ranges"].items():
@@ -412,7 +412,7 @@ class Learner:
       return (env_state, alive, ret, length, terms), None
 
     zeros = jnp.zeros((num_envs,))
-    terms = {k: zeros for k in env_state.metrics if k.startswith("reward/")}
+    terms = {k: zeros for k in env_state.metrics}
     carry = (env_state, jnp.ones((num_envs,)), zeros, zeros, terms)
     steps = self.config.episode_length
     (_, _, ret, length, terms), _ = jax.lax.scan(step, carry, None, length=steps)
