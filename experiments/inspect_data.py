@@ -15,7 +15,6 @@ import tempfile
 from absl import app
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "inspect_data config file.")
 
 
 def _shapes(tree):
@@ -79,4 +78,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Defined here, not at import, so tests can import several entry points in one process.
+  _CONFIG = config_flags.DEFINE_config_file("config", None, "inspect_data config file.")
   app.run(main)

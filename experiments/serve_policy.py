@@ -12,8 +12,6 @@ from ml_collections import config_flags
 from vlajax.bridge import policies
 from vlajax.bridge.server import PolicyServer
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/serve_policy.py:ppo",
-                                          "Server config file and preset name.")
 
 
 def policy_kwargs(policy_config) -> dict:

@@ -32,8 +32,6 @@ from vlajax.vla.pi0 import Pi0
 from vlajax.vla.synthetic import SyntheticVLADataset
 from vlajax.vla.tokenizer import ByteTokenizer, load_tokenizer
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/train_vla.py:tiny",
-                                          "Experiment config file and preset name.")
 
 
 def model_config(model) -> vla_config.Pi0Config:
@@ -160,4 +158,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Defined here, not at import, so tests can import several entry points in one process.
+  _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/train_vla.py:tiny",
+                                            "Experiment config file and preset name.")
   app.run(main)

@@ -69,7 +69,8 @@ def test_single_env_shapes_and_dtypes():
   assert state.obs["privileged_state"].dtype == jnp.float32
   assert state.reward.shape == () and state.reward.dtype == jnp.float32
   assert state.done.shape == () and state.done.dtype == jnp.float32
-  assert set(state.metrics) == {f"reward/{t}" for t in qj.REWARD_TERMS}
+  assert set(state.metrics) == ({f"reward/{t}" for t in qj.REWARD_TERMS} |
+                                set(qj.TRACKING_METRICS))
   assert state.info["step"].dtype == jnp.int32 and state.info["step"].shape == ()
   assert state.info["command"].shape == (3,)
   assert state.info["last_action"].shape == (12,)
@@ -115,7 +116,7 @@ def test_jit_vmap_64_envs(rollout):
 def test_reward_is_clipped_scaled_sum_of_logged_terms(rollout):
   env, states, actions = rollout
   for state in states[1:]:
-    total = sum(state.metrics.values())
+    total = sum(v for k, v in state.metrics.items() if k.startswith("reward/"))
     expected = jnp.clip(total * env.dt, 0.0, 1e4)
     np.testing.assert_allclose(state.reward, expected, rtol=1e-5, atol=1e-7)
     assert float(jnp.min(state.reward)) >= 0.0
@@ -124,6 +125,11 @@ def test_reward_is_clipped_scaled_sum_of_logged_terms(rollout):
   assert float(jnp.max(last["reward/torques"])) < 0.0
   assert float(jnp.max(last["reward/action_rate"])) < 0.0
   assert float(jnp.min(last["reward/tracking_lin_vel"])) > 0.0
+  # Tracking errors are consistent with the tracking reward exp(-err^2 / sigma).
+  sigma = env.config.reward_config.tracking_sigma
+  np.testing.assert_allclose(
+      last["reward/tracking_lin_vel"] / env.config.reward_config.scales.tracking_lin_vel,
+      jnp.exp(-jnp.square(last["tracking/lin_vel_error"]) / sigma), rtol=1e-4)
   # The action-rate penalty is exactly scale * |a_t - a_{t-1}|^2.
   scale = env.config.reward_config.scales.action_rate
   expected = scale * jnp.sum(jnp.square(actions[-1] - actions[-2]), axis=-1)

@@ -43,6 +43,9 @@ def _rotate_inv(quat: jax.Array, vec: jax.Array) -> jax.Array:
   return vec + 2.0 * jnp.cross(u, jnp.cross(u, vec) + w * vec)
 
 
+TRACKING_METRICS = ("tracking/lin_vel_error", "tracking/ang_vel_error")
+
+
 class QuadrupedJoystick(Env):
   """Velocity-command tracking on flat ground with domain randomization (`config.randomization`)."""
 
@@ -155,6 +158,7 @@ class QuadrupedJoystick(Env):
         "dr_ranges": ranges,
     }
     metrics = {f"reward/{name}": jnp.zeros(()) for name in REWARD_TERMS}
+    metrics.update({name: jnp.zeros(()) for name in TRACKING_METRICS})
     obs = self._observe(data, info, self._foot_contact(data), k_obs)
     return State(data, obs, jnp.zeros(()), jnp.zeros(()), metrics, info)
 
@@ -194,6 +198,7 @@ class QuadrupedJoystick(Env):
 
     done = self._fallen(data)
     terms = self._reward_terms(data, info, action, air_time, first_contact, done)
+    tracking = self._tracking_errors(data, info["command"])
     scales = cfg.reward_config.scales
     scaled = {name: terms[name] * scales.get(name, 0.0) for name in REWARD_TERMS}
     reward = jnp.clip(sum(scaled.values()) * self.dt, 0.0, 1e4)
@@ -212,6 +217,7 @@ class QuadrupedJoystick(Env):
     })
     obs = self._observe(data, info, contact, k_obs)
     metrics = {f"reward/{name}": value for name, value in scaled.items()}
+    metrics.update(tracking)
     return State(data, obs, reward, done, metrics, info)
 
   # -- pieces -----------------------------------------------------------------------------------
@@ -261,6 +267,12 @@ class QuadrupedJoystick(Env):
         draws["torso_com_offset"], draws["kp_scale"],
         draws["action_latency"].astype(jnp.float32)[None]])
     return {"state": assemble(noisy), "privileged_state": privileged}
+
+  def _tracking_errors(self, data: mjx.Data, command: jax.Array) -> dict[str, jax.Array]:
+    """Velocity-tracking errors against the command: |v_xy − cmd_xy| [m/s], |ω_z − cmd_yaw| [rad/s]."""
+    p = self._proprioception(data)
+    return {"tracking/lin_vel_error": jnp.linalg.norm(command[:2] - p["linvel"][:2]),
+            "tracking/ang_vel_error": jnp.abs(command[2] - p["gyro"][2])}
 
   def _reward_terms(self, data: mjx.Data, info: dict, action: jax.Array, air_time: jax.Array,
                     first_contact: jax.Array, done: jax.Array) -> dict[str, jax.Array]:
