@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from vlajax.core import mesh as mesh_lib
 from vlajax.core.checkpoint import Checkpointer
 from vlajax.core.metrics import MetricWriter
 
@@ -45,6 +46,19 @@ def state_from_dict(cls, tree: dict):
   return cls(**tree)
 
 
+def _compiled_in_step(fn, name: str, *args):
+  """`fn` compiled ahead of time for `args`, then all processes wait for each other.
+
+  With several processes, the first collective of a program must start on every host within
+  gloo's ~30 s, so hosts that compile at different speeds are lined up first. One process: `fn`.
+  """
+  if jax.process_count() == 1:
+    return fn
+  compiled = fn.lower(*args).compile()
+  mesh_lib.barrier(f"compiled_{name}")
+  return compiled
+
+
 class NonFiniteLossError(FloatingPointError):
   """Raised when a training iteration produces a non-finite loss; no checkpoint is written."""
 
@@ -59,7 +73,8 @@ def train(learner, run: ml_collections.ConfigDict, workdir: str | pathlib.Path, 
   """
   workdir = pathlib.Path(workdir)
   checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=run.keep_checkpoints)
-  state = learner.init(jax.random.PRNGKey(run.seed))
+  seed_key = jax.random.PRNGKey(run.seed)
+  state = _compiled_in_step(learner.init, "init", seed_key)(seed_key)
   cls = type(state)
   if run.resume and checkpointer.latest_step() is not None:
     state = state_from_dict(cls, checkpointer.restore(state_to_dict(state)))
@@ -67,6 +82,13 @@ def train(learner, run: ml_collections.ConfigDict, workdir: str | pathlib.Path, 
   steps_per_iteration = learner.env_steps_per_iteration
   writer = MetricWriter(workdir, total_steps=num_iterations * steps_per_iteration, stream=stream)
   eval_key = jax.random.PRNGKey(run.seed + 1)
+  iteration = _compiled_in_step(learner.iteration, "iteration", state)
+  if jax.process_count() > 1:
+    compiled_eval = learner.evaluate.lower(state, eval_key, run.num_eval_envs).compile()
+    mesh_lib.barrier("compiled_evaluate")
+    evaluate = lambda s, k: compiled_eval(s, k)  # pylint: disable=unnecessary-lambda
+  else:
+    evaluate = lambda s, k: learner.evaluate(s, k, run.num_eval_envs)
   metadata = dict(metadata or {})
 
   def save(it: int):
@@ -76,7 +98,7 @@ def train(learner, run: ml_collections.ConfigDict, workdir: str | pathlib.Path, 
   tic, tic_iteration = time.time(), start
   start_time = time.time()
   for it in range(start + 1, num_iterations + 1):
-    state, metrics = learner.iteration(state)
+    state, metrics = iteration(state)
     loss = float(jax.device_get(metrics["loss/total"]))
     if not np.isfinite(loss):
       checkpointer.close()
@@ -100,8 +122,7 @@ def train(learner, run: ml_collections.ConfigDict, workdir: str | pathlib.Path, 
       if extra_metrics is not None:
         metrics.update(extra_metrics(state))
       if eval_now:
-        metrics.update(jax.device_get(learner.evaluate(state, jax.random.fold_in(eval_key, it),
-                                                       run.num_eval_envs)))
+        metrics.update(jax.device_get(evaluate(state, jax.random.fold_in(eval_key, it))))
       writer.write(it * steps_per_iteration, metrics)
       tic, tic_iteration = time.time(), it
     if (run.checkpoint_every and it % run.checkpoint_every == 0) or it == num_iterations:
