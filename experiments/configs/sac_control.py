@@ -57,7 +57,7 @@ def _cartpole() -> ml_collections.ConfigDict:
   config.sac.update(dict(num_envs=16, batch_size=256, grad_updates_per_step=8,
                          replay_capacity=65_536, min_replay=1024, learning_rate=1e-3,
                          gamma=0.99, tau=0.005, episode_length=200, steps_per_iteration=50,
-                         num_iterations=20, actor_hidden=(64, 64), critic_hidden=(64, 64)))
+                         num_iterations=30, actor_hidden=(64, 64), critic_hidden=(64, 64)))
   config.run.update(dict(eval_every=5, num_eval_envs=32, checkpoint_every=5))
   return config
 

@@ -181,7 +181,8 @@ class Learner:
 
     batch = mesh_lib.sharding(self.mesh, "data")
     replicated = mesh_lib.replicated(self.mesh)
-    abstract = jax.eval_shape(self._init, jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(0)
+    abstract = jax.eval_shape(self._init, key, jax.eval_shape(self._init_params, key))
     self.state_sharding = TrainState(
         params=jax.tree.map(lambda _: replicated, abstract.params),
         opt_state=jax.tree.map(lambda _: replicated, abstract.opt_state),
@@ -189,7 +190,9 @@ class Learner:
         replay=replay_lib.sharding(abstract.replay, self.mesh),
         env_state=jax.tree.map(lambda _: batch, abstract.env_state),
         episode_return=batch, episode_length=batch, rng=replicated, iteration=replicated)
-    self.init = jax.jit(self._init, out_shardings=self.state_sharding)
+    self._init_params_jit = jax.jit(self._init_params)
+    self._init_rest = jax.jit(self._init, in_shardings=(replicated, self.state_sharding.params),
+                              out_shardings=self.state_sharding)
     self.iteration = jax.jit(self._iteration, in_shardings=(self.state_sharding,),
                              out_shardings=(self.state_sharding, replicated), donate_argnums=0)
     self.evaluate = jax.jit(self._evaluate, static_argnums=2, out_shardings=replicated)
@@ -201,10 +204,23 @@ class Learner:
     return {"obs": obs, "next_obs": obs, "action": jnp.zeros((self.action_size,)),
             "reward": jnp.zeros(()), "terminal": jnp.zeros(())}
 
-  def _init(self, rng: jax.Array) -> TrainState:
+  def init(self, rng: jax.Array) -> TrainState:
+    """The initial train state, laid out on the mesh.
+
+    The parameters are drawn by a separate single-device program: a batched orthogonal init (the
+    critic ensemble) runs LAPACK QR on the CPU thread pool, which deadlocks when it runs inside a
+    program spanning several host-platform CPU devices.
+    """
+    k_net, k_rest = jax.random.split(rng)
+    params = jax.device_put(self._init_params_jit(k_net), self.state_sharding.params)
+    return self._init_rest(k_rest, params)
+
+  def _init_params(self, rng: jax.Array) -> dict:
+    return self.networks.init(rng, self.obs_sizes)
+
+  def _init(self, rng: jax.Array, params: dict) -> TrainState:
     cfg = self.config
-    k_net, k_env, k_run = jax.random.split(rng, 3)
-    params = self.networks.init(k_net, self.obs_sizes)
+    k_env, k_run = jax.random.split(rng)
     opt_state = {"actor": self.optimizers["actor"].init(params["actor"]),
                  "critic": self.optimizers["critic"].init(params["critic"]),
                  "alpha": self.optimizers["alpha"].init(params["log_alpha"])}

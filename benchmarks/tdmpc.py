@@ -1,0 +1,111 @@
+"""TD-MPC vs our SAC vs our PPO at a fixed env-step budget, and MPPI planning latency; prints JSON.
+
+1. `sample_efficiency`: each learner trains on the same env (cart-pole balance, episode length 200)
+   with its `cartpole` config (`experiments/configs/{tdmpc,sac,ppo}_*.py`) until `--env_steps`;
+   the deterministic evaluation return (`--eval_envs` fresh episodes) is recorded at each quarter of
+   the budget, with the wall time.
+2. `planning_latency`: one jitted control step of TD-MPC (encode + MPPI over the latent model,
+   vmapped over the batch) with TD-MPC2's planner (6 iterations × 512 samples, 64 elites, 24 prior
+   plans, horizon 3) at batch 1 and 256: median and p90 milliseconds after compilation.
+
+  python benchmarks/tdmpc.py                                   # CPU-sized default
+  python benchmarks/tdmpc.py --env_steps=50000 --latent=512 --mlp=512 --enc=256   # accelerator
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.configs import ppo_locomotion, sac_control, tdmpc_control
+from vlajax import envs
+from vlajax.rl import mppi, ppo, running_stats, sac, tdmpc
+
+
+def _learner(kind: str):
+  if kind == "tdmpc":
+    config = tdmpc_control.get_config("cartpole")
+    env = envs.make(config.env_name, config=config.env)
+    return tdmpc.Learner(env, config.tdmpc)
+  if kind == "sac":
+    config = sac_control.get_config("cartpole")
+    env = envs.make(config.env_name, config=config.env)
+    return sac.Learner(env, config.sac)
+  config = ppo_locomotion.get_config("cartpole")
+  env = envs.make(config.env_name, config=config.env)
+  return ppo.Learner(env, config.ppo)
+
+
+def sample_efficiency(kind: str, env_steps: int, eval_envs: int) -> dict:
+  learner = _learner(kind)
+  per_iteration = learner.env_steps_per_iteration
+  iterations = max(int(round(env_steps / per_iteration)), 1)
+  marks = sorted({max(int(round(iterations * q)), 1) for q in (0.25, 0.5, 0.75, 1.0)})
+  state = learner.init(jax.random.PRNGKey(0))
+  curve, tic = [], time.perf_counter()
+  for it in range(1, iterations + 1):
+    state, _ = learner.iteration(state)
+    if it in marks:
+      ret = learner.evaluate(state, jax.random.PRNGKey(123), eval_envs)["eval/episode_return"]
+      curve.append({"env_steps": it * per_iteration, "eval_return": float(ret),
+                    "wall_s": time.perf_counter() - tic})
+  return {"curve": curve, "final_eval_return": curve[-1]["eval_return"],
+          "env_steps": iterations * per_iteration}
+
+
+def planning_latency(batch_sizes, repeats: int, latent: int, mlp: int, enc: int) -> dict:
+  config = tdmpc_control.get_config("cartpole")
+  config.tdmpc.update(dict(latent_dim=latent, mlp_dim=mlp, enc_dim=enc))
+  config.tdmpc.mppi = mppi.default_config()      # TD-MPC2's planner, unreduced
+  env = envs.make(config.env_name, config=config.env)
+  learner = tdmpc.Learner(env, config.tdmpc)
+  params = learner.model.init(jax.random.PRNGKey(0))
+  stats = running_stats.init({"obs": learner.obs_shape})
+  out = {"mppi": config.tdmpc.mppi.to_dict(), "latent_dim": latent, "mlp_dim": mlp}
+  for batch in batch_sizes:
+    obs = jax.random.normal(jax.random.PRNGKey(1), (batch,) + learner.obs_shape)
+    mean = jnp.zeros((batch, config.tdmpc.horizon, learner.action_size))
+    jax.block_until_ready(learner.act(params, stats, obs, mean, jax.random.PRNGKey(2)))
+    times = []
+    for i in range(repeats):
+      tic = time.perf_counter()
+      action, mean = learner.act(params, stats, obs, mean, jax.random.PRNGKey(3 + i))
+      jax.block_until_ready(action)
+      times.append(1e3 * (time.perf_counter() - tic))
+    out[f"batch_{batch}"] = {"median_ms": float(np.median(times)),
+                             "p90_ms": float(np.percentile(times, 90)),
+                             "ms_per_env": float(np.median(times)) / batch}
+  return out
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--env_steps", type=int, default=8000)
+  parser.add_argument("--learners", default="tdmpc,sac,ppo")
+  parser.add_argument("--eval_envs", type=int, default=32)
+  parser.add_argument("--batch_sizes", default="1,256")
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--latent", type=int, default=32)
+  parser.add_argument("--mlp", type=int, default=64)
+  parser.add_argument("--enc", type=int, default=64)
+  parser.add_argument("--skip_training", action="store_true")
+  args = parser.parse_args()
+  results = {"device": str(jax.devices()[0].device_kind), "num_devices": jax.device_count(),
+             "jax": jax.__version__, "env": "cartpole (balance, episode_length 200)",
+             "env_step_budget": args.env_steps}
+  if not args.skip_training:
+    results["sample_efficiency"] = {}
+    for kind in args.learners.split(","):
+      results["sample_efficiency"][kind] = sample_efficiency(kind, args.env_steps, args.eval_envs)
+      print(json.dumps({kind: results["sample_efficiency"][kind]}), flush=True)
+  results["planning_latency"] = planning_latency(
+      [int(b) for b in args.batch_sizes.split(",")], args.repeats, args.latent, args.mlp, args.enc)
+  print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+  main()
