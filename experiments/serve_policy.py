@@ -46,4 +46,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Defined here, not at import, so tests can import several entry points in one process.
+    _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/serve_policy.py:ppo",
+                                              "Server config file and preset name.")
     app.run(main)

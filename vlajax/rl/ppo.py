@@ -180,8 +180,12 @@ class Learner:
     metric such as `reward/tracking_lin_vel`, averaged over each rollout); ADR runs when enabled."""
     self.mesh = mesh or mesh_lib.make_mesh({"data": -1})
     self.adr_config = adr_config if adr_config is not None and adr_config.enabled else None
-    if self.adr_config is not None and not hasattr(env, "default_dr_ranges"):
-      raise ValueError(f"adr.enabled is set but {type(env).__name__} has no domain randomization")
+    self._adr_initial = None
+    if self.adr_config is not None:
+      if not hasattr(env, "default_dr_ranges"):
+        raise ValueError(f"adr.enabled is set but {type(env).__name__} has no domain randomization")
+      # Built eagerly: `adr.from_config` validates the ranges with concrete values.
+      self._adr_initial = adr_lib.from_config(self.adr_config, env.default_dr_ranges())
     self.num_devices = self.mesh.devices.size
     validate(config, self.num_devices)
     self.config = config
@@ -222,7 +226,7 @@ class Learner:
     zeros = jnp.zeros((self.config.num_envs,))
     adr_state = None
     if self.adr_config is not None:
-      adr_state = adr_lib.from_config(self.adr_config, self.env.default_dr_ranges())
+      adr_state = self._adr_initial
       env_state = adr_lib.with_ranges(env_state, adr_state)
     return TrainState(params=params, opt_state=self.optimizer.init(params),
                       obs_stats=running_stats.init(self.obs_sizes), env_state=env_state,
