@@ -5,10 +5,12 @@ Shapes: `mean, std, u: f32[..., A]`; log-probabilities and entropies: f32[...].
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
-_LOG_2PI = jnp.log(2.0 * jnp.pi)
+_LOG_2PI = math.log(2.0 * math.pi)  # a Python float: importing must not start a JAX backend
 
 
 def params_from_logits(logits: jax.Array, min_std: float = 1e-3, std_scale: float = 1.0):
