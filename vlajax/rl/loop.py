@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import sys
 import time
 from typing import Any, Callable
 
@@ -65,7 +66,7 @@ class NonFiniteLossError(FloatingPointError):
 
 def train(learner, run: ml_collections.ConfigDict, workdir: str | pathlib.Path, num_iterations: int,
           metadata: dict | None = None, extra_metrics: Callable[[Any], dict] | None = None,
-          after_iteration: Callable[[Any, dict], Any] | None = None, stream=None):
+          after_iteration: Callable[[Any, dict], Any] | None = None, stream=sys.stdout):
   """Runs `num_iterations` iterations of `learner` (resuming from `workdir`); returns the state.
 
   `after_iteration(state, metrics) -> state` runs on the host after each logged iteration (e.g. to
