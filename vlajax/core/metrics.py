@@ -79,6 +79,7 @@ class MetricWriter:
       self._start_step, self._start_time = step, time.time()
     elapsed = time.time() - self._start_time
     rate = (step - self._start_step) / elapsed if elapsed > 0 and step > self._start_step else 0.0
+    rate = scalars.get("perf/env_steps_per_s", rate)  # the learner's own measure, when it has one
     parts = [f"step {step:,}"]
     if self.total_steps:
       frac = min(step / self.total_steps, 1.0)
