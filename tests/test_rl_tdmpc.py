@@ -15,6 +15,7 @@ from vlajax.rl.twohot import Bins, symexp, symlog
 # Documented in README/BENCHMARKS: a random policy balances ~30 of 200 steps; PPO reaches > 150 in
 # ~77k env steps. TD-MPC's CI budget (`cartpole` config) is far smaller.
 CARTPOLE_SOLVED_RETURN = 150.0
+CARTPOLE_BUDGET = 12_000  # env steps
 
 
 def test_two_hot_round_trip_and_loss():
@@ -82,3 +83,93 @@ def test_simnorm_is_a_softmax_per_group():
   assert tdmpc.min_replay_for(config) == 1000
   config.episode_length = 1000
   assert tdmpc.discount_for(config) == pytest.approx(0.995)
+
+
+def _learner(name, devices=None, **overrides):
+  config = configs.get_config(name)
+  config.tdmpc.update(overrides)
+  env = envs.make(config.env_name, config=config.env)
+  mesh = mesh_lib.make_mesh({"data": -1}, devices=devices)
+  return tdmpc.Learner(env, config.tdmpc, mesh), config
+
+
+@pytest.fixture(scope="module")
+def smoke4():
+  """The smoke learner on 4 devices (compiled once, shared by several tests)."""
+  return _learner("smoke", devices=jax.devices()[:4])
+
+
+def test_tdmpc_solves_cartpole():
+  learner, config = _learner("cartpole")
+  state = learner.init(jax.random.PRNGKey(0))
+  for _ in range(config.tdmpc.num_iterations):
+    state, metrics = learner.iteration(state)
+  after = float(learner.evaluate(state, jax.random.PRNGKey(1), 16)["eval/episode_return"])
+  assert config.tdmpc.num_iterations * learner.env_steps_per_iteration <= CARTPOLE_BUDGET
+  assert after >= CARTPOLE_SOLVED_RETURN, after
+  assert float(metrics["tdmpc/valid_windows"]) > 0.95
+  for key in ("loss/consistency", "loss/reward", "loss/value", "loss/pi"):
+    assert np.isfinite(float(metrics[key])), key
+
+
+def test_planning_is_vmapped_and_warm_started(smoke4):
+  learner, config = smoke4
+  state = learner.init(jax.random.PRNGKey(0))
+  obs = state.env_state.obs["state"]
+  mean = jnp.zeros((config.tdmpc.num_envs, config.tdmpc.horizon, learner.action_size))
+  action, plan = learner.act(state.params, state.obs_stats, obs, mean, jax.random.PRNGKey(1))
+  assert action.shape == (config.tdmpc.num_envs, learner.action_size)
+  assert plan.shape == mean.shape and float(jnp.max(jnp.abs(action))) <= 1.0
+  # Envs plan independently: one env's plan does not depend on another env's observation.
+  obs2 = obs.at[1:].add(0.5)
+  _, plan2 = learner.act(state.params, state.obs_stats, obs2, mean, jax.random.PRNGKey(1))
+  np.testing.assert_allclose(np.asarray(plan2[0]), np.asarray(plan[0]), rtol=1e-5, atol=1e-6)
+  # Warm start: the previous plan, shifted, is where the search starts.
+  state, _ = learner.iteration(state)
+  state, _ = learner.iteration(state)
+  assert float(jnp.max(jnp.abs(state.plan_mean))) > 0.0
+
+
+def test_one_vs_four_devices_match(smoke4):
+  learner4, _ = smoke4
+  learner1, _ = _learner("smoke", devices=jax.devices()[:1])
+  results = []
+  for learner in (learner1, learner4):
+    state = learner.init(jax.random.PRNGKey(3))
+    losses = []
+    for _ in range(3):
+      state, metrics = learner.iteration(state)
+      losses.append(float(metrics["loss/total"]))
+    results.append((losses, jax.device_get(state.params)))
+  assert len(state.replay.data["obs"].sharding.device_set) == 4
+  assert losses[-1] != 0.0
+  np.testing.assert_allclose(results[0][0], results[1][0], rtol=2e-4, atol=1e-5)
+  for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(results[1][1])):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_interrupted_run_resumes_to_identical_params(tmp_path, smoke4):
+  learner, config = smoke4
+  config.run.update(dict(checkpoint_every=2, eval_every=0))
+  interrupted, clean = tmp_path / "interrupted", tmp_path / "clean"
+  loop.train(learner, config.run, interrupted, 4, stream=None)     # stops after iteration 4
+  resumed = loop.train(learner, config.run, interrupted, 8, stream=None)
+  uninterrupted = loop.train(learner, config.run, clean, 8, stream=None)
+  assert int(resumed.iteration) == int(uninterrupted.iteration) == 8
+  for tree in ("params", "target_q", "opt_state", "replay", "plan_mean", "q_scale"):
+    for a, b in zip(jax.tree.leaves(getattr(resumed, tree)),
+                    jax.tree.leaves(getattr(uninterrupted, tree))):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_bad_config_values_name_the_key():
+  config = configs.get_config("smoke").tdmpc
+  for key, value in (("batch_size", 12), ("latent_dim", 20), ("num_q", 1), ("horizon", 0)):
+    bad = config.copy_and_resolve_references()
+    bad[key] = value
+    with pytest.raises(ValueError, match=f"tdmpc.{key}"):
+      tdmpc.validate(bad, 4)
+  bad = config.copy_and_resolve_references()
+  bad.mppi.num_prior_samples = bad.mppi.num_samples
+  with pytest.raises(ValueError, match="num_prior_samples"):
+    tdmpc.validate(bad, 4)

@@ -52,8 +52,9 @@ def _quadruped() -> ml_collections.ConfigDict:
 def _cartpole() -> ml_collections.ConfigDict:
   config = _base("cartpole")
   config.env.episode_length = 200
-  config.tdmpc.update(dict(num_envs=8, batch_size=128, grad_updates_per_step=4,
-                           steps_per_iteration=25, num_iterations=20, episode_length=200,
+  config.tdmpc.update(dict(num_envs=8, batch_size=128, grad_updates_per_step=8,
+                           steps_per_iteration=25, num_iterations=30, episode_length=200,
+                           learning_rate=1e-3,
                            replay_capacity=32_768, min_replay=512, latent_dim=32, mlp_dim=64,
                            enc_dim=64, simnorm_dim=8))
   config.tdmpc.mppi.update(dict(num_samples=64, num_elites=8, num_prior_samples=8, iterations=3))

@@ -43,7 +43,6 @@ from vlajax.core import mesh as mesh_lib
 from vlajax.envs import wrappers
 from vlajax.rl import distributions as dist
 from vlajax.rl import evaluation, mppi, replay as replay_lib, running_stats
-from vlajax.rl.ensemble import ensemble
 from vlajax.rl.evaluation import strong_types
 from vlajax.rl.twohot import Bins
 
@@ -182,10 +181,11 @@ class WorldModel:
     self.dynamics = NormedMLP((mlp, mlp), latent, simnorm_group=g)
     self.reward_head = NormedMLP((mlp, mlp), config.num_bins, zero_out=True)
     self.pi_head = NormedMLP((mlp, mlp), 2 * action_size)
-    q_heads = ensemble(NormedMLP, config.num_q)
-    self.q_heads = q_heads((mlp, mlp), config.num_bins, dropout=config.dropout, zero_out=True)
-    self.q_heads_train = q_heads((mlp, mlp), config.num_bins, dropout=config.dropout,
-                                 zero_out=True, train=True)  # same parameters, dropout on
+    # One Q head module; the ensemble is its parameters stacked on a leading axis of size num_q,
+    # so a random pair of heads can be evaluated without running all of them.
+    self.q_head = NormedMLP((mlp, mlp), config.num_bins, dropout=config.dropout, zero_out=True)
+    self.q_head_train = NormedMLP((mlp, mlp), config.num_bins, dropout=config.dropout,
+                                  zero_out=True, train=True)  # same parameters, dropout on
 
   def init(self, rng: jax.Array) -> dict:
     keys = jax.random.split(rng, 5)
@@ -194,7 +194,8 @@ class WorldModel:
     za = jnp.zeros((self.config.latent_dim + self.action_size,))
     return {"encoder": self.encoder.init(keys[0], obs), "dynamics": self.dynamics.init(keys[1], za),
             "reward": self.reward_head.init(keys[2], za), "pi": self.pi_head.init(keys[3], z),
-            "q": self.q_heads.init(keys[4], za)}
+            "q": jax.vmap(lambda k: self.q_head.init(k, za))(
+                jax.random.split(keys[4], self.config.num_q))}
 
   def encode(self, params, obs: jax.Array) -> jax.Array:
     return self.encoder.apply(params["encoder"], obs)
@@ -209,16 +210,19 @@ class WorldModel:
     return self.bins.decode(self.reward_logits(params, z, a))
 
   def q_logits(self, q_params, z: jax.Array, a: jax.Array, dropout_rng=None) -> jax.Array:
-    """f32[num_q, ..., num_bins]; dropout only when `dropout_rng` is given."""
+    """Logits of every head in `q_params`: f32[heads, ..., num_bins]; dropout iff `dropout_rng`."""
     x = jnp.concatenate([z, a], axis=-1)
     if dropout_rng is None:
-      return self.q_heads.apply(q_params, x)
-    return self.q_heads_train.apply(q_params, x, rngs={"dropout": dropout_rng})
+      return jax.vmap(lambda p: self.q_head.apply(p, x))(q_params)
+    heads = jax.tree.leaves(q_params)[0].shape[0]
+    return jax.vmap(lambda p, k: self.q_head_train.apply(p, x, rngs={"dropout": k}))(
+        q_params, jax.random.split(dropout_rng, heads))
 
   def q_pair(self, q_params, z: jax.Array, a: jax.Array, rng: jax.Array) -> jax.Array:
     """Values of two randomly chosen Q heads: f32[2, ...]."""
     idx = jax.random.permutation(rng, self.config.num_q)[:2]
-    return self.bins.decode(self.q_logits(q_params, z, a)[idx])
+    pair = jax.tree.map(lambda p: p[idx], q_params)
+    return self.bins.decode(self.q_logits(pair, z, a))
 
   def pi(self, params, z: jax.Array, rng: jax.Array | None):
     """(action, log π(action)): a sample when `rng` is given, else the mode (log π undefined)."""
