@@ -462,7 +462,6 @@ class Learner:
       k_sample, k_update = jax.random.split(key)
       batch, valid = replay_lib.sample_windows(replay, k_sample, self.per_env_batch,
                                                self.config.horizon)
-      batch = {**batch, "obs": batch["obs"]}
       return self._update(parts, batch, valid, stats, k_update)
     parts, metrics = jax.lax.scan(body, parts, jax.random.split(rng, self.config.grad_updates_per_step))
     return parts, jax.tree.map(jnp.mean, metrics)
