@@ -17,8 +17,6 @@ from vlajax.core import mesh as mesh_lib
 from vlajax.core.metrics import prepare_run_dir
 from vlajax.rl import loop, sac
 
-_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/sac_control.py:cartpole",
-                                          "Experiment config file and preset name.")
 
 
 def main(argv):
@@ -39,4 +37,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # Defined here, not at import, so tests can import several entry points in one process.
+  _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/sac_control.py:cartpole",
+                                            "Experiment config file and preset name.")
   app.run(main)
