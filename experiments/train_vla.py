@@ -36,9 +36,7 @@ from vlajax.vla.tokenizer import ByteTokenizer, load_tokenizer
 
 def model_config(model) -> vla_config.Pi0Config:
   """The preset named by ``model.preset`` with the fields that are not -1 overridden."""
-  overrides = {k: model[k] for k in ("action_dim", "action_horizon", "state_dim", "max_token_len",
-                                     "num_cameras") if model[k] != -1}
-  return vla_config.get_preset(model.preset, dtype=model.dtype, **overrides)
+  return vla_config.from_model_section(model)
 
 
 def optim_config(optim) -> train_lib.OptimConfig:
@@ -85,6 +83,27 @@ def initial_params(model: Pi0, model_cfg, config):
   return hf_import.load_paligemma(config.model.hf_checkpoint, params, model_cfg)
 
 
+def _compiled(fn, name: str, *args):
+  """``fn`` compiled ahead of time for ``args``, then every process waits for the others: CPU (gloo)
+  collectives give up after ~30 s, and hosts may compile at different speeds. One process: ``fn``
+  itself (its jit cache is shared by repeated runs)."""
+  if jax.process_count() == 1:
+    return fn
+  compiled = fn.lower(*args).compile()
+  mesh_lib.barrier(f"compiled_{name}")
+  return compiled
+
+
+def _initial_state(model, optim, mesh, config, model_cfg):
+  """A fresh sharded train state (imported weights when configured) and its ``Trainer``."""
+  trainer = train_lib.build_trainer(model, optim, mesh, config.model.freeze, config.mesh.min_shard_size)
+  key = jax.random.PRNGKey(config.train.seed)
+  params = initial_params(model, model_cfg, config)
+  if params is None:
+    return _compiled(trainer.init, "vla_init", key)(key), trainer
+  return _compiled(trainer.init_from, "vla_init", params, key)(params, key), trainer
+
+
 def train(config, workdir: str | None = None) -> dict[str, Any]:
   """Runs (or resumes) training; returns {"state", "losses": [(step, loss)], "eval": last eval metrics}."""
   workdir = workdir or config.workdir
@@ -99,9 +118,9 @@ def train(config, workdir: str | None = None) -> dict[str, Any]:
   if config.train.batch_size % shards:
     raise ValueError(f"train.batch_size={config.train.batch_size} is not divisible by the {shards} batch shards")
 
-  state, trainer = train_lib.create_train_state(
-      model, optim, config.train.seed, mesh, config.model.freeze, config.mesh.min_shard_size,
-      params=initial_params(model, model_cfg, config))
+  state, trainer = _initial_state(model, optim, mesh, config, model_cfg)
+  if jax.process_index() == 0 and hasattr(train_src, "normalization_info"):
+    data_sources.save_normalization(run_dir, train_src.normalization_info())
   ckpt = Checkpointer(run_dir / "checkpoints", max_to_keep=config.train.keep_checkpoints)
   start = 0
   if ckpt.latest_step() is not None:
@@ -113,14 +132,15 @@ def train(config, workdir: str | None = None) -> dict[str, Any]:
     train_src.restore(meta["data"])
     logging.info("resumed from step %d", start)
 
-  train_step = trainer.step
-  eval_step = train_lib.make_eval_step(model, config.train.sample_steps)
+  train_step = eval_step = None   # compiled on their first batch, then the hosts line up
   steps = config.train.steps
   writer = MetricWriter(run_dir, total_steps=steps)
   losses, last_eval = [], {}
   window_start, window_steps = time.time(), 0
   for step in range(start, steps):
     batch = sharding_lib.shard_batch(train_src.next_local(), mesh)
+    if train_step is None:
+      train_step = _compiled(trainer.step, "vla_train_step", state, batch)
     state, metrics = train_step(state, batch)
     window_steps += 1
     n = step + 1
@@ -134,11 +154,15 @@ def train(config, workdir: str | None = None) -> dict[str, Any]:
     if config.train.eval_every and (n % config.train.eval_every == 0 or n == steps):
       params = state.ema_params if state.ema_params is not None else state.params
       eval_batch = sharding_lib.shard_batch(eval_src.next_local(), mesh)
+      if eval_step is None:
+        eval_step = _compiled(train_lib.make_eval_step(model, config.train.sample_steps), "vla_eval_step",
+                              params, eval_batch, jax.random.PRNGKey(0))
       last_eval = {k: float(v) for k, v in jax.device_get(
           eval_step(params, eval_batch, jax.random.PRNGKey(n))).items()}
       writer.write(n, last_eval)
     if n % config.train.checkpoint_every == 0 or n == steps:
-      ckpt.save(n, state, {"step": n, "data": train_src.state(), "preset": config.model.preset})
+      ckpt.save(n, state, {"step": n, "data": train_src.state(), "preset": config.model.preset,
+                           "config": config.to_dict()})
   ckpt.wait()
   ckpt.close()
   writer.close()

@@ -11,6 +11,7 @@ from vlajax.vla import batch as batch_lib
 from vlajax.vla import train as train_lib
 from vlajax.vla.pi0 import Pi0
 from vlajax.vla.synthetic import SyntheticVLADataset
+from vlajax.vla.tokenizer import ByteTokenizer
 
 
 def _config(steps, mesh=(1, 1), **train):
@@ -151,6 +152,37 @@ def test_trains_and_evaluates_on_rlds_episodes_on_disk(tmp_path):
   from vlajax.core.checkpoint import Checkpointer
   meta = Checkpointer(result["run_dir"] / "checkpoints").metadata()
   assert meta["step"] == 2 and "vla_test_pick" in meta["data"]["streams"]   # loader position saved
+  _served_policy_uses_the_dataset_units(result, rng)
+
+
+def _served_policy_uses_the_dataset_units(result, rng):
+  """``load_policy`` of an RLDS run takes native 8-d states and returns native 7-d actions: the
+  state normalized and the sampled chunk un-normalized with the statistics the loader computed."""
+  import glob
+  import json
+  from vlajax.data import normalization, oxe_registry
+  from vlajax.vla import load_policy
+
+  fn, info = load_policy(result["run_dir"], prompt="text")
+  assert info["dataset_name"] == "vla_test_pick" and info["normalization"] == "normal"
+  assert info["action_dim"] == 7 and info["observation_spec"]["state"]["shape"] == [8]
+  saved = [json.loads(open(f).read()) for f in glob.glob(str(result["run_dir"] / "stats_vla_test_pick_*.json"))]
+  (stats,) = [s for s in saved if s["identity"]["split"] == "train"]     # train and val splits are cached
+  spec = oxe_registry.spec("vla_test_pick")
+  image = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
+  state = rng.standard_normal(8).astype(np.float32) * 2 + 1
+  key = jax.random.PRNGKey(4)
+  chunk = fn({"image": {"primary": image, "wrist": image}, "state": state, "prompt": "pick block 2"}, rng=key)
+  model = Pi0(train_vla.model_config(configs.get_config("smoke").model))
+  tokens, mask = ByteTokenizer(model.config.vocab_size, model.config.max_token_len)(["pick block 2"])
+  batch = {"images": np.stack([image, image])[None].astype(np.float32) / 127.5 - 1.0,
+           "image_mask": np.ones((1, 2), bool), "tokens": tokens, "token_mask": mask,
+           "state": normalization.normalize(state, stats["proprio"], "normal")[None]}
+  normalized = np.asarray(train_lib.make_sampler(model, 10, True)(result["state"].ema_params, batch, key))[0]
+  expected = normalization.unnormalize(normalized[:, :7], stats["action"], "normal", spec.normalize_action)
+  assert chunk.shape == (4, 7)
+  np.testing.assert_allclose(chunk, expected, atol=1e-4, rtol=1e-4)
+  assert np.abs(chunk[:, :6] - normalized[:, :6]).max() > 1e-3    # the un-normalization did something
 
 
 @pytest.mark.slow

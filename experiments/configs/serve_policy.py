@@ -2,7 +2,8 @@
 
 Names:
   ppo   a PPO run directory:  --config.policy.path=runs/ppo_cpu
-  vla   a VLA checkpoint:     --config.policy.path=runs/vla/checkpoints
+  vla   a train_vla run:      --config.policy.path=runs/vla_tiny  (observation: image/<camera> uint8,
+        state, prompt; see `vlajax.vla.policy`)
   demo  a built-in jitted toy policy (6-D state -> 8 x 6 chunk), for trying the bridge end to end.
 
 Any key can be overridden, e.g. `--config.server.port=9000 --config.server.max_frame_mib=10`.
@@ -34,8 +35,12 @@ def _ppo() -> ml_collections.ConfigDict:
 
 
 def _vla() -> ml_collections.ConfigDict:
+    # `vlajax.vla.load_policy` options: EMA or raw params, Euler steps, "text" prompts (tokenized with
+    # the run's tokenizer) or pre-tokenized "tokens", and which dataset's action units to serve (needed
+    # when the run mixed datasets; "" = its only one). control_hz 0: the run's, else 10 Hz.
     return ml_collections.ConfigDict({"kind": "vla", "path": "", "step": -1, "control_hz": 0.0,
-                                      "model_id": ""})
+                                      "model_id": "", "use_ema": True, "num_steps": 10,
+                                      "prompt": "text", "dataset_name": ""})
 
 
 def _demo() -> ml_collections.ConfigDict:

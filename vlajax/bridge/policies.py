@@ -169,7 +169,10 @@ def _load_vla(*, path: str, control_hz: float = 10.0, model_id: str | None = Non
     """VLA checkpoint -> chunk policy via `vlajax.vla.load_policy(path, **kwargs)`.
 
     That function must return ``(fn, info)`` with ``fn(observation) -> float[H, D]`` and ``info``
-    holding ``observation_spec`` (wire form), ``action_dim`` and ``chunk_length``.
+    holding ``observation_spec`` (wire form), ``action_dim`` and ``chunk_length``; kwargs such as
+    ``step``, ``use_ema``, ``num_steps``, ``prompt`` ("text" | "tokens") and ``dataset_name`` pass
+    through. The served metadata adds the checkpoint step, which parameters (EMA or raw), the
+    prompt mode and the dataset whose action units are served.
     """
     vla = importlib.import_module("vlajax.vla")
     if not hasattr(vla, "load_policy"):
@@ -177,4 +180,6 @@ def _load_vla(*, path: str, control_hz: float = 10.0, model_id: str | None = Non
     fn, info = vla.load_policy(path, **kwargs)
     return ServedPolicy(fn, _as_spec(info["observation_spec"]), int(info["action_dim"]),
                         int(info["chunk_length"]), float(info.get("control_hz", control_hz)),
-                        model_id or info.get("model_id", f"vla:{path}"), extra_metadata={"kind": "vla"})
+                        model_id or info.get("model_id", f"vla:{path}"),
+                        extra_metadata={"kind": "vla", **{k: info[k] for k in (
+                            "step", "params", "prompt", "dataset_name", "normalization") if k in info}})

@@ -124,3 +124,18 @@ def get_preset(name: str, **overrides) -> Pi0Config:
   if name not in PRESETS:
     raise KeyError(f"unknown VLA preset {name!r}; choose one of {sorted(PRESETS)}")
   return PRESETS[name](**overrides)
+
+
+# Fields of the training config's ``model`` section that override the preset when not -1.
+OVERRIDABLE = ("action_dim", "action_horizon", "state_dim", "max_token_len", "num_cameras")
+
+
+def from_model_section(model) -> Pi0Config:
+  """The model of a ``train_vla`` config's ``model`` section (a ConfigDict or the plain dict saved
+  in checkpoint metadata): the preset ``model["preset"]`` with its dtype and the overridable fields
+  that are not -1."""
+  for key in ("preset", "dtype"):
+    if key not in model:
+      raise KeyError(f"model config lacks {key!r} (has {sorted(model.keys())})")
+  overrides = {k: model[k] for k in OVERRIDABLE if k in model and model[k] != -1}
+  return get_preset(model["preset"], dtype=model["dtype"], **overrides)

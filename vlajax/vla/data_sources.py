@@ -9,6 +9,9 @@ format) from ``next_local()``, and expose ``state()`` (JSON-serializable) and ``
 """
 from __future__ import annotations
 
+import json
+import os
+import pathlib
 from typing import Any, Callable, Mapping
 
 import jax
@@ -66,3 +69,36 @@ class RLDSSource:
   def restore(self, state: Mapping[str, Any]) -> None:
     from vlajax.data.loader import DataLoader  # pylint: disable=import-outside-toplevel
     self.loader = DataLoader(self.data_cfg, None, state=state, **self._args)
+
+  def normalization_info(self) -> dict:
+    """What a deployed policy needs to map its actions / states to and from each dataset's units:
+    the mode and, per robot dataset, the action / proprio statistics, the masks of the normalized
+    dims and the native dims (``NORMALIZATION_FILE`` format)."""
+    from vlajax.data import oxe_registry  # pylint: disable=import-outside-toplevel
+    datasets = {}
+    for name, stats in self.loader.stats.items():
+      spec = oxe_registry.spec(name)
+      datasets[name] = {
+          "action": stats["action"], "action_dim": spec.action_dim,
+          "action_normalize_mask": list(spec.normalize_action),
+          "proprio": stats.get("proprio"), "proprio_dim": spec.proprio_dim(),
+          "proprio_normalize_mask": list(oxe_registry.proprio_normalize_mask(name)),
+      }
+    return {"mode": self.data_cfg.normalization, "datasets": datasets}
+
+
+# Written beside the checkpoints of an RLDS run (``<run_dir>/normalization.json``).
+NORMALIZATION_FILE = "normalization.json"
+
+
+def save_normalization(run_dir: str | pathlib.Path, info: Mapping[str, Any]) -> None:
+  path = pathlib.Path(run_dir) / NORMALIZATION_FILE
+  tmp = path.with_suffix(f".tmp{os.getpid()}")
+  tmp.write_text(json.dumps(info, indent=1, default=float))
+  os.replace(tmp, path)
+
+
+def load_normalization(run_dir: str | pathlib.Path) -> dict | None:
+  """The saved normalization info of a run, or None when the run has none (synthetic data)."""
+  path = pathlib.Path(run_dir) / NORMALIZATION_FILE
+  return json.loads(path.read_text()) if path.exists() else None

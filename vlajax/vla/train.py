@@ -27,7 +27,8 @@ FREEZE_OPTIONS = ("none", "vision", "vision_llm")
 @flax.struct.dataclass
 class TrainState:
   step: jnp.ndarray          # int32 scalar, optimizer steps taken
-  params: Any                # {"params": ...} of ``Pi0``
+  params: Any                # {"params": ...} of ``Pi0``; float32, except frozen leaves under
+                             # bfloat16 compute, which are stored in bfloat16 (``cast_frozen``)
   opt_state: Any
   ema_params: Any            # same tree as params, or None when EMA is off
   rng: jnp.ndarray           # uint32 (2,) raw key
@@ -77,6 +78,14 @@ def frozen_mask(params: Any, freeze: str) -> Any:
   return jax.tree_util.tree_map_with_path(lambda path, _: is_frozen(_path_str(path), freeze), params)
 
 
+def cast_frozen(params: Any, freeze: str, compute_dtype) -> Any:
+  """Stores frozen parameters in the compute dtype when it is bfloat16 (they are only ever read in
+  that dtype, so this halves their memory); trainable ones stay float32 master weights."""
+  if freeze == "none" or jnp.dtype(compute_dtype) != jnp.bfloat16:
+    return params
+  return jax.tree.map(lambda p, f: p.astype(jnp.bfloat16) if f else p, params, frozen_mask(params, freeze))
+
+
 def make_schedule(cfg: OptimConfig) -> optax.Schedule:
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=cfg.peak_lr, warmup_steps=cfg.warmup_steps,
@@ -117,6 +126,7 @@ def build_trainer(model: Pi0, cfg: OptimConfig, mesh: Mesh, freeze: str = "none"
   tx = make_optimizer(cfg, abstract_params, freeze)
 
   def wrap(params, key):
+    params = cast_frozen(params, freeze, model.config.compute_dtype)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       ema_params=params if cfg.ema_decay else None, rng=jax.random.fold_in(key, 1))
 
@@ -183,9 +193,10 @@ def make_train_step(model: Pi0, cfg: OptimConfig, tx: optax.GradientTransformati
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
-    if ema is not None:
+    if ema is not None:   # frozen leaves: the EMA is the (unchanging) parameter itself
       d = cfg.ema_decay
-      ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
+      ema = jax.tree.map(lambda e, p, f: p if f else d * e + (1.0 - d) * p, ema, params,
+                         frozen_mask(params, freeze))
     metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": schedule(state.step),
                "param_norm": optax.global_norm(params)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema,
