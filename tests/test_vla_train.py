@@ -2,6 +2,7 @@
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -103,6 +104,51 @@ def test_freezing_options_zero_the_right_updates():
       assert hits and all(hits), (freeze, prefix)
   with pytest.raises(ValueError, match="freeze"):
     train_lib.frozen_mask(params, "everything")
+
+
+def test_frozen_parameters_are_bfloat16_under_bf16_compute_and_never_move():
+  """freeze=vision_llm with bf16 compute: frozen leaves stored bf16 (params and EMA), trainable ones
+  float32 master weights with float32 Adam moments (none for frozen leaves); 3 steps leave the frozen
+  leaves bit-identical and move every trainable one."""
+  from vlajax.core import mesh as mesh_lib
+  cfg = train_vla.model_config(configs.get_config("smoke").model).replace(dtype="bfloat16")
+  model = Pi0(cfg)
+  optim = train_lib.OptimConfig(peak_lr=1e-2, warmup_steps=0, ema_decay=0.9)
+  mesh = mesh_lib.make_mesh({"data": 1, "fsdp": 1}, devices=jax.devices()[:1])
+  state, trainer = train_lib.create_train_state(model, optim, 0, mesh, "vision_llm")
+  frozen = jax.tree.leaves(train_lib.frozen_mask(state.params, "vision_llm"))
+  assert 0 < sum(frozen) < len(frozen)
+  for tree in (state.params, state.ema_params):
+    dtypes = [x.dtype for x in jax.tree.leaves(tree)]
+    assert all(d == (jnp.bfloat16 if f else jnp.float32) for d, f in zip(dtypes, frozen)), dtypes
+  moments = [x for x in jax.tree.leaves(state.opt_state) if jnp.issubdtype(x.dtype, jnp.floating)]
+  trainable = sum(x.size for x, f in zip(jax.tree.leaves(state.params), frozen) if not f)
+  assert all(x.dtype == jnp.float32 for x in moments) and sum(x.size for x in moments) == 2 * trainable
+  # The vision-only option keeps the LM in float32; float32 compute keeps everything float32.
+  in_vit = lambda name: name.startswith("params/vision/") and "/head/" not in name
+  for dtype, freeze, expect_bf16 in [("bfloat16", "vision", in_vit), ("float32", "vision_llm", lambda _: False)]:
+    abstract = jax.eval_shape(train_lib.build_trainer(Pi0(cfg.replace(dtype=dtype)), optim, mesh, freeze).init,
+                              jax.random.PRNGKey(0))
+    names = []
+    for path, x in jax.tree_util.tree_flatten_with_path(abstract.params)[0]:
+      names.append(train_lib._path_str(path))   # pylint: disable=protected-access
+      assert (x.dtype == jnp.bfloat16) == expect_bf16(names[-1]), (dtype, freeze, names[-1])
+    assert any(map(in_vit, names))
+
+  before = jax.device_get(state)
+  data = SyntheticVLADataset(cfg, 16, seed=0)
+  for i in range(3):
+    state, metrics = trainer.step(state, data.batch(i, 8))
+    assert np.isfinite(float(metrics["loss"]))
+  after = jax.device_get(state)
+  for f, b, a, e in zip(frozen, jax.tree.leaves(before.params), jax.tree.leaves(after.params),
+                        jax.tree.leaves(after.ema_params)):
+    if f:
+      assert a.dtype == jnp.bfloat16
+      np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+      np.testing.assert_array_equal(np.asarray(e, np.float32), np.asarray(b, np.float32))
+    else:
+      assert a.dtype == jnp.float32 and np.any(a != b)
 
 
 def test_bad_config_values_are_named(tmp_path):
