@@ -76,6 +76,43 @@ def test_resume_equals_an_uninterrupted_run(sharded_run, tmp_path):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+def _free_port() -> int:
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_like_one_process(sharded_run, tmp_path):
+  """2 processes x 2 CPU devices under jax.distributed, mesh data=2 (across processes) x fsdp=2:
+  identical params on both hosts, equal to the single-process 2 x 2 run with the same global batch."""
+  import os
+  import pathlib
+  import subprocess
+  import sys
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  port, outs = _free_port(), [tmp_path / f"p{i}.npz" for i in range(2)]
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  procs = [subprocess.Popen([sys.executable, str(repo / "tests" / "multihost_vla.py"), str(i), "2", str(port),
+                             str(tmp_path / "run"), str(outs[i])], cwd=repo, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  logs = [p.communicate(timeout=600)[0] for p in procs]
+  for p, log in zip(procs, logs):
+    assert p.returncode == 0, log[-3000:]
+  a, b = (np.load(o) for o in outs)
+  assert set(a.files) == set(b.files) and len(a.files) > 10
+  for key in a.files:
+    np.testing.assert_array_equal(a[key], b[key])
+  single, _ = sharded_run
+  np.testing.assert_allclose(a["losses"], [loss for _, loss in single["losses"]], rtol=2e-4)
+  leaves = jax.tree.leaves(single["state"].params)
+  assert len(leaves) == len(a.files) - 1
+  for i, x in enumerate(leaves):
+    np.testing.assert_allclose(a[f"arr_{i}"], np.asarray(x), atol=2e-4, rtol=2e-3)
+  from vlajax.core.checkpoint import Checkpointer
+  assert Checkpointer(tmp_path / "run" / "checkpoints").all_steps() == [2, 4]
+
+
 def test_freezing_options_zero_the_right_updates():
   cfg = train_vla.model_config(configs.get_config("smoke").model)
   model = Pi0(cfg)
