@@ -56,9 +56,9 @@ def make_data(config, model_cfg, run_dir):
   d = config.data
   b = config.train.batch_size
   if d.source == "synthetic":
-    train = SyntheticVLADataset(model_cfg, d.num_train, seed=config.train.seed, pad_action_dims=d.pad_action_dims)
-    held_out = SyntheticVLADataset(model_cfg, d.num_eval, seed=config.train.seed + 10_000,
-                                   pad_action_dims=d.pad_action_dims)
+    options = dict(pad_action_dims=d.pad_action_dims, text_targets=d.get("text_targets", False))
+    train = SyntheticVLADataset(model_cfg, d.num_train, seed=config.train.seed, **options)
+    held_out = SyntheticVLADataset(model_cfg, d.num_eval, seed=config.train.seed + 10_000, **options)
     return (data_sources.SyntheticSource(train, b),
             data_sources.SyntheticSource(held_out, config.train.eval_batch_size))
   if d.source == "rlds":

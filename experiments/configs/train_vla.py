@@ -12,7 +12,9 @@ Data: `data.source=synthetic` (a learnable synthetic dataset) or `rlds` (the `vl
 pipeline: set `data.rlds.data_root` and `data.rlds.weights.<name>`, and `model.tokenizer` to a local
 tokenizer directory, or leave it empty for the byte-level fallback). Weights: `model.hf_checkpoint`
 points at a local PaliGemma directory (safetensors + config.json). Model fields left at -1 keep the
-preset's value.
+preset's value. Co-training: `model.text_loss_weight > 0` adds next-token cross-entropy on text targets
+(RLDS: the vision-language rows' answers, with `data.rlds.vl_data_dir` / `vl_ratio`; synthetic:
+`data.text_targets=True`).
 """
 import ml_collections
 
@@ -25,6 +27,7 @@ def _base(preset: str) -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(
       preset=preset, dtype="float32", remat=False, freeze="none",   # none | vision | vision_llm
       hf_checkpoint="", tokenizer="",
+      text_loss_weight=0.0,   # co-training next-token loss on text targets (VQA answers, synthetic continuations)
       action_dim=-1, action_horizon=-1, state_dim=-1, max_token_len=-1, num_cameras=-1))
   c.optim = ml_collections.ConfigDict(dict(
       peak_lr=2.5e-5, end_lr=2.5e-6, warmup_steps=1000, decay_steps=30_000, b1=0.9, b2=0.95, eps=1e-8,
@@ -38,6 +41,7 @@ def _base(preset: str) -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(
       source="synthetic",          # synthetic | rlds
       num_train=256, num_eval=64, pad_action_dims=0,   # synthetic only
+      text_targets=False,                                  # synthetic: instruction continuations as text targets
       rlds=data_config.default_config()))
   return c
 

@@ -10,6 +10,8 @@ A = ``action_dim``):
   actions         float32 (B, H, A)       (training / evaluation only)
   action_mask     bool    (B, H) or (B, H, A)  False on padded steps / dims (optional)
   action_dim_mask bool    (B, A)          False on padded action dims (optional)
+  text_target_mask bool   (B, L)          True on text tokens trained by next-token prediction
+                                          (co-training text loss; optional, all False = none)
 """
 from __future__ import annotations
 
@@ -42,6 +44,9 @@ def validate_batch(batch: Mapping[str, Any], config: Pi0Config, require_actions:
   for key, shape in expected_shapes(config, b).items():
     if key in batch and tuple(np.shape(batch[key])) != shape:
       raise ValueError(f"VLA batch field {key!r} has shape {tuple(np.shape(batch[key]))}, expected {shape}")
+  if "text_target_mask" in batch and tuple(np.shape(batch["text_target_mask"])) != (b, config.max_token_len):
+    raise ValueError(f"VLA batch field 'text_target_mask' has shape {tuple(np.shape(batch['text_target_mask']))}, "
+                     f"expected {(b, config.max_token_len)}")
   if "action_mask" in batch:
     shape = tuple(np.shape(batch["action_mask"]))
     if shape not in ((b, config.action_horizon), (b, config.action_horizon, config.action_dim)):
@@ -81,8 +86,10 @@ def from_standardized(data_batch: Mapping[str, Any], config: Pi0Config,
   Uses the last step of the observation history and the first ``config.num_cameras`` of
   ``cameras``; zero-pads / truncates proprio and actions to ``state_dim`` / ``action_dim``; tokenizes
   the instructions with ``tokenize(list[str]) -> (tokens (B, L), mask (B, L))``. Rows with
-  ``is_robot == False`` (vision-language co-training rows) get an all-False action mask: this model
-  has no text loss, so they contribute nothing.
+  ``is_robot == False`` (vision-language co-training rows) get an all-False action mask. When the
+  batch has ``answer`` texts, each non-empty answer follows its prompt as a text target
+  (``text_target_mask``, trained by the co-training text loss); that needs a tokenizer with
+  ``with_targets`` (``vlajax.vla.tokenizer``).
   """
   obs = data_batch["observation"]
   cams = list(cameras)[:config.num_cameras]
@@ -100,20 +107,34 @@ def from_standardized(data_batch: Mapping[str, Any], config: Pi0Config,
     image_mask.append(np.asarray(obs["image_mask"][cam])[:, -1])
   proprio = np.asarray(obs["proprio"])[:, -1] * np.asarray(obs["proprio_mask"])[:, -1]
   instructions = [s.decode() if isinstance(s, bytes) else str(s) for s in np.asarray(data_batch["instruction"])]
-  tokens, token_mask = tokenize(instructions)
+  text_target_mask = None
+  if "answer" in data_batch:
+    answers = [a.decode() if isinstance(a, bytes) else str(a) for a in np.asarray(data_batch["answer"])]
+    if any(answers) and not hasattr(tokenize, "with_targets"):
+      raise TypeError("the data batch has 'answer' text targets but the tokenizer has no with_targets()")
+  if "answer" in data_batch and hasattr(tokenize, "with_targets"):
+    tokens, token_mask, text_target_mask = tokenize.with_targets(instructions, answers)
+  else:
+    tokens, token_mask = tokenize(instructions)
   action_mask = _fit_last_dim(np.asarray(data_batch["action_pad_mask"], bool), config.action_dim)
   if "is_robot" in data_batch:
     action_mask = action_mask & np.asarray(data_batch["is_robot"], bool)[:, None, None]
-  return {
+  out = {
       "images": np.stack(images, axis=1), "image_mask": np.stack(image_mask, axis=1).astype(bool),
       "tokens": np.asarray(tokens, np.int32), "token_mask": np.asarray(token_mask, bool),
       "state": _fit_last_dim(proprio, config.state_dim).astype(np.float32),
       "actions": _fit_last_dim(np.asarray(data_batch["action"], np.float32), config.action_dim),
       "action_mask": action_mask.astype(bool),
   }
+  if text_target_mask is not None:
+    out["text_target_mask"] = np.asarray(text_target_mask, bool)
+  return out
 
 
 def zeros_batch(config: Pi0Config, batch_size: int = 1) -> dict[str, np.ndarray]:
-  """An all-zeros batch of the right shapes and dtypes (for initialization and shape checks)."""
+  """An all-zeros batch of the right shapes and dtypes (for initialization and shape checks), with an
+  all-False ``text_target_mask``."""
   dtypes = {"image_mask": bool, "token_mask": bool, "tokens": np.int32}
-  return {k: np.zeros(s, dtypes.get(k, np.float32)) for k, s in expected_shapes(config, batch_size).items()}
+  batch = {k: np.zeros(s, dtypes.get(k, np.float32)) for k, s in expected_shapes(config, batch_size).items()}
+  batch["text_target_mask"] = np.zeros((batch_size, config.max_token_len), bool)
+  return batch

@@ -56,6 +56,7 @@ class Pi0Config:
   max_token_len: int = 48
   num_cameras: int = 1
   dtype: str = "float32"   # compute dtype; parameters stay float32
+  text_loss_weight: float = 0.0   # co-training next-token loss on text targets (0 = off)
   rope_max_wavelength: float = 10_000.0
   time_min_period: float = 4e-3
   time_max_period: float = 4.0
@@ -138,4 +139,6 @@ def from_model_section(model) -> Pi0Config:
     if key not in model:
       raise KeyError(f"model config lacks {key!r} (has {sorted(model.keys())})")
   overrides = {k: model[k] for k in OVERRIDABLE if k in model and model[k] != -1}
+  if "text_loss_weight" in model:
+    overrides["text_loss_weight"] = float(model["text_loss_weight"])
   return get_preset(model["preset"], dtype=model["dtype"], **overrides)

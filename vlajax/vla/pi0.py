@@ -9,8 +9,12 @@ first action True, other actions False (see ``vlajax.vla.masks``). Action token 
 ``mlp_out(swish(mlp_in([action_in(x_t[k]), sincos(t)])))``; the predicted velocity is
 ``action_out(expert outputs of the action tokens)``.
 
+Optional co-training text loss: tokens flagged by ``text_target_mask`` (a VQA answer, an instruction
+continuation) are causal within the prefix and predicted next-token from the expert-0 outputs, weighted
+by ``config.text_loss_weight`` (0 = off; ``compute_losses``).
+
 Use through ``model.apply(params, batch, rng, method=...)`` with the methods ``compute_loss``,
-``sample_actions``, ``prefix_logits``; ``init`` goes through ``compute_loss``.
+``compute_losses``, ``sample_actions``, ``prefix_logits``; ``init`` goes through ``compute_loss``.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import jax.numpy as jnp
 from vlajax.policies import flow_matching as fm
 from vlajax.vla import batch as batch_lib
 from vlajax.vla import masks
+from vlajax.vla import text_loss
 from vlajax.vla.config import Pi0Config
 from vlajax.vla.gemma import Decoder
 from vlajax.vla.vision import VisionEncoder
@@ -45,7 +50,11 @@ class Pi0(nn.Module):
   # ---- token embedding ------------------------------------------------------------------------
 
   def embed_prefix(self, obs):
-    """Returns prefix tokens (B, P, D_llm), input mask (B, P) and ar_mask (P,) (all False)."""
+    """Returns prefix tokens (B, P, D_llm), input mask (B, P) and ar_mask (B, P).
+
+    The ar_mask is False (one bidirectional block of images + prompt) except on text-target tokens
+    (``obs["text_target_mask"]``, e.g. a VQA answer), which are causal, as in a prefix-LM.
+    """
     images, image_mask = obs["images"], obs["image_mask"]
     b, cams = images.shape[:2]
     feats = self.vision(images.reshape((b * cams,) + images.shape[2:]))  # (B*C, N, D)
@@ -55,7 +64,10 @@ class Pi0(nn.Module):
     text = self.decoder.embed(obs["tokens"])
     tokens = jnp.concatenate([feats.astype(text.dtype), text], axis=1)
     input_mask = jnp.concatenate([img_mask, obs["token_mask"].astype(bool)], axis=1)
-    return tokens, input_mask, jnp.zeros((tokens.shape[1],), bool)
+    targets = obs.get("text_target_mask")
+    targets = jnp.zeros(obs["token_mask"].shape, bool) if targets is None else jnp.asarray(targets, bool)
+    ar_mask = jnp.concatenate([jnp.zeros(img_mask.shape, bool), targets], axis=1)
+    return tokens, input_mask, ar_mask
 
   def embed_suffix(self, state, x_t, t):
     """State token + action tokens: (B, 1 + H, D_exp), input mask (B, 1 + H), ar_mask (1 + H,)."""
@@ -74,16 +86,20 @@ class Pi0(nn.Module):
 
   # ---- forward passes -------------------------------------------------------------------------
 
-  def velocity_full(self, obs, x_t, t):
-    """v(x_t, t) running prefix and suffix together (no cache). (B, H, A) float32."""
+  def forward(self, obs, x_t, t):
+    """Prefix and suffix together (no cache): (expert-0 prefix outputs (B, P, D_llm), v (B, H, A) f32)."""
     prefix, prefix_mask, prefix_ar = self.embed_prefix(obs)
     suffix, suffix_mask, suffix_ar = self.embed_suffix(obs["state"], x_t, t)
     input_mask = jnp.concatenate([prefix_mask, suffix_mask], axis=1)
-    ar_mask = jnp.concatenate([prefix_ar, suffix_ar])
+    ar_mask = jnp.concatenate([prefix_ar, jnp.broadcast_to(suffix_ar, suffix_mask.shape)], axis=1)
     mask = masks.make_attention_mask(input_mask, ar_mask)
     positions = masks.positions_from_mask(input_mask)
-    (_, out), _ = self.decoder([prefix, suffix], positions, mask)
-    return self.action_out_proj(out[:, -self.config.action_horizon:])
+    (prefix_out, out), _ = self.decoder([prefix, suffix], positions, mask)
+    return prefix_out, self.action_out_proj(out[:, -self.config.action_horizon:])
+
+  def velocity_full(self, obs, x_t, t):
+    """v(x_t, t) running prefix and suffix together (no cache). (B, H, A) float32."""
+    return self.forward(obs, x_t, t)[1]
 
   def prefix_cache(self, obs):
     """Runs the prefix once: returns (stacked KV cache, prefix input mask (B, P))."""
@@ -103,11 +119,38 @@ class Pi0(nn.Module):
 
   # ---- public methods -------------------------------------------------------------------------
 
-  def compute_loss(self, batch, rng):
-    """Flow-matching loss: returns (scalar masked MSE, per-example (B,) loss)."""
+  def compute_losses(self, batch, rng):
+    """All training losses from one forward pass.
+
+    Returns a dict: ``loss`` (scalar: action loss + ``text_loss_weight`` * text loss),
+    ``action_loss`` (masked flow-matching MSE), ``per_example`` ((B,) action loss), and, when
+    ``config.text_loss_weight > 0``, ``text_loss`` (next-token cross-entropy on the prefix's text
+    targets, ``batch["text_target_mask"]``; see ``vlajax.vla.text_loss``).
+    """
     actions = batch["actions"].astype(jnp.float32)
-    return fm.flow_matching_loss(lambda x_t, t: self.velocity_full(batch, x_t, t), actions, rng,
-                                 batch_lib.loss_mask(batch))
+    noise_rng, time_rng = jax.random.split(rng)      # the draws of ``fm.flow_matching_loss``
+    noise = jax.random.normal(noise_rng, actions.shape, jnp.float32)
+    t = fm.sample_time(time_rng, actions.shape[0])
+    prefix_out, velocity = self.forward(batch, fm.interpolate(actions, noise, t), t)
+    action_loss, per_example = fm.masked_mse(velocity, fm.target_velocity(actions, noise),
+                                             batch_lib.loss_mask(batch))
+    out = {"loss": action_loss, "action_loss": action_loss, "per_example": per_example}
+    weight = self.config.text_loss_weight
+    if weight > 0:
+      if "text_target_mask" not in batch:
+        raise KeyError("text_loss_weight > 0 needs the batch field 'text_target_mask' (B, L); "
+                       f"the batch has {sorted(batch)}")
+      text_out = prefix_out[:, prefix_out.shape[1] - batch["tokens"].shape[1]:]
+      labels, weights = text_loss.next_token_targets(batch["tokens"], batch["text_target_mask"],
+                                                     batch["token_mask"])
+      out["text_loss"] = text_loss.masked_cross_entropy(self.decoder.logits(text_out[:, :-1]), labels, weights)
+      out["loss"] = action_loss + weight * out["text_loss"]
+    return out
+
+  def compute_loss(self, batch, rng):
+    """Returns (scalar training loss, per-example (B,) action loss)."""
+    losses = self.compute_losses(batch, rng)
+    return losses["loss"], losses["per_example"]
 
   def __call__(self, batch, rng):
     return self.compute_loss(batch, rng)

@@ -8,6 +8,8 @@ square's colour and the first instruction token:
 
 with ``W, V`` drawn from ``task_seed`` (shared by train and held-out splits) and the examples drawn
 from ``seed``. Batches are deterministic functions of the step number, so a data position is one int.
+With ``text_targets`` the examples carry a ``text_target_mask`` marking the instruction's continuation
+(tokens after its first two) for the co-training text loss.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ class SyntheticVLADataset:
   """``num_examples`` fixed examples; ``batch(step, batch_size)`` walks reshuffled epochs."""
 
   def __init__(self, config: Pi0Config, num_examples: int, seed: int = 0, task_seed: int = 1234,
-               pad_action_dims: int = 0):
+               pad_action_dims: int = 0, text_targets: bool = False):
     c = config
     rng = np.random.default_rng(seed)
     task = np.random.default_rng(task_seed)
@@ -51,6 +53,8 @@ class SyntheticVLADataset:
         "actions": actions.astype(np.float32), "action_mask": np.ones((n, c.action_horizon), bool),
         "action_dim_mask": dim_mask,
     }
+    if text_targets:   # the instruction's continuation after its first two tokens
+      self.examples["text_target_mask"] = token_mask & (np.arange(c.max_token_len)[None, :] >= 2)
 
   def indices(self, step: int, batch_size: int) -> np.ndarray:
     """Example indices of batch ``step``: consecutive slices of per-epoch permutations."""

@@ -32,6 +32,14 @@ class Tokenizer:
     bos = self.hf.bos_token_id
     return ([bos] if bos is not None else []) + list(ids)
 
+  def encode_target(self, text: str) -> list[int]:
+    """A text target (answer) follows the prompt and ends with <eos>."""
+    eos = self.hf.eos_token_id
+    return list(self.hf.encode(text.strip(), add_special_tokens=False)) + ([eos] if eos is not None else [])
+
+  def with_targets(self, prompts: Sequence[str], targets: Sequence[str]):
+    return tokenize_with_targets(self, prompts, targets)
+
   def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     tokens = np.full((len(texts), self.max_len), self.pad_id, np.int32)
     mask = np.zeros((len(texts), self.max_len), bool)
@@ -68,8 +76,20 @@ class ByteTokenizer:
     self.vocab_size = vocab_size
     self.max_len = max_len
 
+  pad_id = 0
+
+  def _bytes(self, text: str) -> list[int]:
+    return [3 + b % (self.vocab_size - 3) for b in text.encode()]
+
   def encode(self, text: str) -> list[int]:
-    return [1] + [3 + b % (self.vocab_size - 3) for b in (text.strip() + "\n").encode()]
+    return [1] + self._bytes(text.strip() + "\n")
+
+  def encode_target(self, text: str) -> list[int]:
+    """A text target (answer): its bytes then <eos>=2."""
+    return self._bytes(text.strip()) + [2]
+
+  def with_targets(self, prompts: Sequence[str], targets: Sequence[str]):
+    return tokenize_with_targets(self, prompts, targets)
 
   def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     tokens = np.zeros((len(texts), self.max_len), np.int32)
@@ -79,3 +99,25 @@ class ByteTokenizer:
       tokens[row, :len(ids)] = ids
       mask[row, :len(ids)] = True
     return tokens, mask
+
+
+def tokenize_with_targets(tokenizer, prompts: Sequence[str], targets: Sequence[str]):
+  """Prompt followed by its text target (e.g. a VQA answer), padded / truncated to ``max_len``.
+
+  Returns (tokens int32 (B, L), token_mask bool (B, L), target_mask bool (B, L)); ``target_mask``
+  marks the target's tokens (none where the target is empty).
+  """
+  if len(prompts) != len(targets):
+    raise ValueError(f"{len(prompts)} prompts but {len(targets)} text targets")
+  n, length = len(prompts), tokenizer.max_len
+  tokens = np.full((n, length), tokenizer.pad_id, np.int32)
+  mask = np.zeros((n, length), bool)
+  target_mask = np.zeros((n, length), bool)
+  for row, (prompt, target) in enumerate(zip(prompts, targets)):
+    ids = tokenizer.encode(prompt)
+    target_ids = tokenizer.encode_target(target) if target else []
+    seq = (ids + target_ids)[:length]
+    tokens[row, :len(seq)] = seq
+    mask[row, :len(seq)] = True
+    target_mask[row, len(ids):len(seq)] = True
+  return tokens, mask, target_mask

@@ -165,15 +165,16 @@ def make_train_step(model: Pi0, cfg: OptimConfig, tx: optax.GradientTransformati
   def loss_fn(params, batch, rng):
     if freeze != "none":
       params = _stop_frozen(params, frozen_mask(params, freeze))
-    loss, _ = model.apply(params, batch, rng)
-    return loss
+    losses = model.apply(params, batch, rng, method=Pi0.compute_losses)
+    parts = {k: losses[k] for k in ("action_loss", "text_loss") if k in losses and "text_loss" in losses}
+    return losses["loss"], parts
 
-  grad_fn = jax.value_and_grad(loss_fn)
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
   def step(state: TrainState, batch: dict):
     rng, step_rng = jax.random.split(state.rng)
     if accum == 1:
-      loss, grads = grad_fn(state.params, batch, step_rng)
+      (loss, parts), grads = grad_fn(state.params, batch, step_rng)
     else:
       def split(x):
         b = x.shape[0]
@@ -184,12 +185,14 @@ def make_train_step(model: Pi0, cfg: OptimConfig, tx: optax.GradientTransformati
 
       def body(carry, xs):
         mb, i = xs
-        l, g = grad_fn(state.params, mb, jax.random.fold_in(step_rng, i))
-        return (carry[0] + l, jax.tree.map(jnp.add, carry[1], g)), None
+        (l, p), g = grad_fn(state.params, mb, jax.random.fold_in(step_rng, i))
+        return jax.tree.map(jnp.add, carry, (l, p, g)), None
 
-      zeros = jax.tree.map(jnp.zeros_like, state.params)
-      (loss, grads), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), (micro, jnp.arange(accum)))
-      loss, grads = loss / accum, jax.tree.map(lambda g: g / accum, grads)
+      zero_parts = jax.tree.map(jnp.zeros_like, jax.eval_shape(
+          lambda: loss_fn(state.params, jax.tree.map(lambda x: x[0], micro), step_rng)[1]))
+      zeros = (jnp.zeros((), jnp.float32), zero_parts, jax.tree.map(jnp.zeros_like, state.params))
+      (loss, parts, grads), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(accum)))
+      loss, parts, grads = jax.tree.map(lambda x: x / accum, (loss, parts, grads))
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
@@ -198,7 +201,7 @@ def make_train_step(model: Pi0, cfg: OptimConfig, tx: optax.GradientTransformati
       ema = jax.tree.map(lambda e, p, f: p if f else d * e + (1.0 - d) * p, ema, params,
                          frozen_mask(params, freeze))
     metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": schedule(state.step),
-               "param_norm": optax.global_norm(params)}
+               "param_norm": optax.global_norm(params), **parts}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema,
                          rng=rng), metrics
 
@@ -216,7 +219,7 @@ def make_eval_step(model: Pi0, num_steps: int = 10) -> Callable[[Any, dict, jax.
   def evaluate(params, batch, rng):
     loss_rng, sample_rng = jax.random.split(rng)
     loss, _ = model.apply(params, batch, loss_rng)
-    obs = {k: batch[k] for k in batch_lib.OBSERVATION_KEYS}
+    obs = {k: batch[k] for k in batch_lib.OBSERVATION_KEYS + ("text_target_mask",) if k in batch}
     sampled = model.apply(params, obs, sample_rng, num_steps, method=Pi0.sample_actions)
     mask = batch_lib.loss_mask(batch)
     mse, _ = fm.masked_mse(sampled, batch["actions"], mask)
