@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import time
 
@@ -26,35 +27,63 @@ from vlajax import envs
 from vlajax.rl import mppi, ppo, running_stats, sac, tdmpc
 
 
-def _learner(kind: str):
+def _override(config, assignments: str):
+  """Applies "a.b=1,c=2" (values parsed as Python literals) to a ConfigDict; unknown keys raise."""
+  for item in filter(None, assignments.split(",")):
+    key, value = item.split("=", 1)
+    node, parts = config, key.split(".")
+    for part in parts[:-1]:
+      node = node[part]
+    if parts[-1] not in node:
+      raise KeyError(f"unknown config key '{key}'")
+    node[parts[-1]] = type(node[parts[-1]])(ast.literal_eval(value))
+  return config
+
+
+def _learner(kind: str, overrides: str = ""):
+  """`kind` is "tdmpc", "sac" or "ppo" (each learner's `cartpole` config plus `overrides`)."""
   if kind == "tdmpc":
     config = tdmpc_control.get_config("cartpole")
+    _override(config.tdmpc, overrides)
     env = envs.make(config.env_name, config=config.env)
     return tdmpc.Learner(env, config.tdmpc)
   if kind == "sac":
     config = sac_control.get_config("cartpole")
+    _override(config.sac, overrides)
     env = envs.make(config.env_name, config=config.env)
     return sac.Learner(env, config.sac)
   config = ppo_locomotion.get_config("cartpole")
+  _override(config.ppo, overrides)
   env = envs.make(config.env_name, config=config.env)
   return ppo.Learner(env, config.ppo)
 
 
-def sample_efficiency(kind: str, env_steps: int, eval_envs: int) -> dict:
-  learner = _learner(kind)
+def sample_efficiency(learner, env_steps: int, eval_envs: int, seed: int) -> dict:
+  """Trains `learner` from seed `seed` for `env_steps`, evaluating at each quarter of the budget."""
   per_iteration = learner.env_steps_per_iteration
   iterations = max(int(round(env_steps / per_iteration)), 1)
   marks = sorted({max(int(round(iterations * q)), 1) for q in (0.25, 0.5, 0.75, 1.0)})
-  state = learner.init(jax.random.PRNGKey(0))
-  curve, tic = [], time.perf_counter()
+  state = learner.init(jax.random.PRNGKey(seed))
+  curve, tic, eval_s = [], time.perf_counter(), 0.0
   for it in range(1, iterations + 1):
     state, _ = learner.iteration(state)
     if it in marks:
+      jax.block_until_ready(state)
+      tic_eval = time.perf_counter()
       ret = learner.evaluate(state, jax.random.PRNGKey(123), eval_envs)["eval/episode_return"]
-      curve.append({"env_steps": it * per_iteration, "eval_return": float(ret),
-                    "wall_s": time.perf_counter() - tic})
-  return {"curve": curve, "final_eval_return": curve[-1]["eval_return"],
+      curve.append({"env_steps": it * per_iteration, "eval_return": round(float(ret), 1),
+                    "train_wall_s": round(time.perf_counter() - tic - eval_s, 1)})
+      eval_s += time.perf_counter() - tic_eval
+  return {"seed": seed, "curve": curve, "final_eval_return": curve[-1]["eval_return"],
           "env_steps": iterations * per_iteration}
+
+
+def _utd(learner) -> float | None:
+  """Gradient updates per env step (None for PPO, which is on-policy)."""
+  cfg = learner.config
+  if not hasattr(cfg, "grad_updates_per_step"):
+    return None
+  return cfg.grad_updates_per_step / (cfg.num_envs * cfg.action_repeat)
 
 
 def planning_latency(batch_sizes, repeats: int, latent: int, mlp: int, enc: int) -> dict:
@@ -85,7 +114,9 @@ def planning_latency(batch_sizes, repeats: int, latent: int, mlp: int, enc: int)
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--env_steps", type=int, default=8000)
-  parser.add_argument("--learners", default="tdmpc,sac,ppo")
+  parser.add_argument("--learners", default="tdmpc;sac;sac:grad_updates_per_step=32;ppo",
+                      help="';'-separated learners, each kind[:key=value,...] config overrides")
+  parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--eval_envs", type=int, default=32)
   parser.add_argument("--batch_sizes", default="1,256")
   parser.add_argument("--repeats", type=int, default=5)
@@ -99,9 +130,18 @@ def main():
              "env_step_budget": args.env_steps}
   if not args.skip_training:
     results["sample_efficiency"] = {}
-    for kind in args.learners.split(","):
-      results["sample_efficiency"][kind] = sample_efficiency(kind, args.env_steps, args.eval_envs)
-      print(json.dumps({kind: results["sample_efficiency"][kind]}), flush=True)
+    for entry in args.learners.split(";"):
+      kind, _, overrides = entry.partition(":")
+      learner = _learner(kind, overrides)
+      runs = [sample_efficiency(learner, args.env_steps, args.eval_envs, seed)
+              for seed in range(args.seeds)]
+      finals = [r["final_eval_return"] for r in runs]
+      summary = {"runs": runs, "final_mean": round(float(np.mean(finals)), 1),
+                 "final_min": min(finals), "final_max": max(finals),
+                 "utd": _utd(learner), "train_wall_s_mean": round(float(np.mean(
+                     [r["curve"][-1]["train_wall_s"] for r in runs])), 1)}
+      results["sample_efficiency"][entry] = summary
+      print(json.dumps({entry: summary}), flush=True)
   results["planning_latency"] = planning_latency(
       [int(b) for b in args.batch_sizes.split(",")], args.repeats, args.latent, args.mlp, args.enc)
   print(json.dumps(results, indent=1))

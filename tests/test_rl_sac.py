@@ -96,9 +96,24 @@ def test_one_vs_four_devices_match(smoke4):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
-def test_killed_run_resumes_to_identical_params(tmp_path, smoke4):
-  killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
-  num_iterations = 40
+NUM_RESUME_ITERATIONS = 40
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, smoke4):
+  """An uninterrupted `loop.train` run of the smoke learner, with the run config in its metadata
+  (as the entry point writes it): `(run_dir, final state)`."""
+  learner, config = smoke4
+  config.run.update(dict(checkpoint_every=2, eval_every=0))
+  run_dir = tmp_path_factory.mktemp("sac_clean")
+  state = loop.train(learner, config.run, run_dir, NUM_RESUME_ITERATIONS, stream=None,
+                     metadata={"config": config.to_dict()})
+  return run_dir, state
+
+
+def test_killed_run_resumes_to_identical_params(tmp_path, smoke4, clean_run):
+  killed_dir = tmp_path / "killed"
+  num_iterations = NUM_RESUME_ITERATIONS
   cmd = [sys.executable, "-m", "experiments.sac_control",
          "--config=experiments/configs/sac_control.py:smoke",
          f"--config.workdir={killed_dir}", f"--config.sac.num_iterations={num_iterations}",
@@ -119,11 +134,29 @@ def test_killed_run_resumes_to_identical_params(tmp_path, smoke4):
   learner, config = smoke4
   config.run.update(dict(checkpoint_every=2, eval_every=0))
   resumed = loop.train(learner, config.run, killed_dir, num_iterations, stream=None)
-  clean = loop.train(learner, config.run, clean_dir, num_iterations, stream=None)
+  clean = clean_run[1]
   assert int(resumed.iteration) == int(clean.iteration) == num_iterations
   for tree in ("params", "opt_state", "replay"):
     for a, b in zip(jax.tree.leaves(getattr(resumed, tree)), jax.tree.leaves(getattr(clean, tree))):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_load_policy_matches_the_learners_deterministic_action(smoke4, clean_run):
+  learner, _ = smoke4
+  run_dir, state = clean_run
+  policy, info = sac.load_policy(run_dir)
+  assert info["step"] == NUM_RESUME_ITERATIONS and info["obs_key"] == "state"
+  assert info["action_size"] == learner.action_size
+  obs = jax.device_get(state.env_state.obs)                        # [num_envs, ...] real states
+  expected = learner.policy_fn(state.params, state.obs_stats, obs)  # tanh(mean), normalized obs
+  np.testing.assert_allclose(np.asarray(policy(obs)), np.asarray(expected), rtol=1e-5, atol=1e-6)
+  single = policy({"state": obs["state"][0]})                      # unbatched
+  np.testing.assert_allclose(np.asarray(single), np.asarray(expected[0]), rtol=1e-5, atol=1e-6)
+  assert float(np.max(np.abs(np.asarray(expected)))) > 0.0
+  with pytest.raises(KeyError, match="state"):
+    policy({"pixels": obs["state"]})
+  with pytest.raises(ValueError, match="shape"):
+    policy({"state": obs["state"][:, :3]})
 
 
 def test_bad_config_values_name_the_key():

@@ -157,18 +157,64 @@ def test_one_vs_four_devices_match(smoke4):
     np.testing.assert_allclose(a, b, rtol=2e-2, atol=2e-4)
 
 
-def test_interrupted_run_resumes_to_identical_params(tmp_path, smoke4):
+NUM_RESUME_ITERATIONS = 8
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, smoke4):
+  """An uninterrupted `loop.train` run of the smoke learner, with the run config in its metadata
+  (as the entry point writes it): `(run_dir, final state)`."""
   learner, config = smoke4
   config.run.update(dict(checkpoint_every=2, eval_every=0))
-  interrupted, clean = tmp_path / "interrupted", tmp_path / "clean"
+  run_dir = tmp_path_factory.mktemp("tdmpc_clean")
+  state = loop.train(learner, config.run, run_dir, NUM_RESUME_ITERATIONS, stream=None,
+                     metadata={"config": config.to_dict()})
+  return run_dir, state
+
+
+def test_interrupted_run_resumes_to_identical_params(tmp_path, smoke4, clean_run):
+  learner, config = smoke4
+  interrupted = tmp_path / "interrupted"
   loop.train(learner, config.run, interrupted, 4, stream=None)     # stops after iteration 4
-  resumed = loop.train(learner, config.run, interrupted, 8, stream=None)
-  uninterrupted = loop.train(learner, config.run, clean, 8, stream=None)
-  assert int(resumed.iteration) == int(uninterrupted.iteration) == 8
+  resumed = loop.train(learner, config.run, interrupted, NUM_RESUME_ITERATIONS, stream=None)
+  uninterrupted = clean_run[1]
+  assert int(resumed.iteration) == int(uninterrupted.iteration) == NUM_RESUME_ITERATIONS
   for tree in ("params", "target_q", "opt_state", "replay", "plan_mean", "q_scale"):
     for a, b in zip(jax.tree.leaves(getattr(resumed, tree)),
                     jax.tree.leaves(getattr(uninterrupted, tree))):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_load_policy_plans_like_the_learner(smoke4, clean_run):
+  learner, config = smoke4
+  run_dir, state = clean_run
+  params, stats = jax.device_get(state.params), jax.device_get(state.obs_stats)
+  obs = np.asarray(jax.device_get(state.env_state.obs["state"]))   # [num_envs, O] real states
+  zeros = jnp.zeros((obs.shape[0], config.tdmpc.horizon, learner.action_size))
+
+  policy, info = tdmpc.load_policy(run_dir, seed=7)
+  assert info["step"] == NUM_RESUME_ITERATIONS and info["plan"]
+  # The first call plans from no warm start with the first key split off the seed.
+  key = jax.random.split(jax.random.PRNGKey(7))[1]
+  expected, expected_mean = learner.act(params, stats, obs, zeros, key, explore=False)
+  np.testing.assert_allclose(np.asarray(policy({"state": obs})), np.asarray(expected),
+                             rtol=1e-5, atol=1e-6)
+  # The second call is warm-started by the first call's plan.
+  key2 = jax.random.split(jax.random.split(jax.random.PRNGKey(7))[0])[1]
+  expected2, _ = learner.act(params, stats, obs, expected_mean, key2, explore=False)
+  np.testing.assert_allclose(np.asarray(policy({"state": obs})), np.asarray(expected2),
+                             rtol=1e-5, atol=1e-6)
+  policy.reset()
+  assert policy({"state": obs[0]}).shape == (learner.action_size,)   # unbatched
+
+  prior, info = tdmpc.load_policy(run_dir, plan=False)
+  assert not info["plan"]
+  expected_prior = learner._prior_act(params, stats, obs, None)  # pylint: disable=protected-access
+  np.testing.assert_allclose(np.asarray(prior({"state": obs})), np.asarray(expected_prior),
+                             rtol=1e-5, atol=1e-6)
+  assert float(np.max(np.abs(np.asarray(expected_prior)))) > 0.0
+  with pytest.raises(ValueError, match="shape"):
+    prior({"state": obs[:, :2]})
 
 
 def test_bad_config_values_name_the_key():

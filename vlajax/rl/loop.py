@@ -131,3 +131,79 @@ def train(learner, run: ml_collections.ConfigDict, workdir: str | pathlib.Path, 
   checkpointer.close()
   writer.close()
   return state
+
+
+# -- shared pieces of the learners' iterations and deployment --------------------------------------
+
+def episode_totals() -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Zero sums (return, length, count) of the episodes finished within an iteration."""
+  zero = jnp.zeros(())
+  return zero, zero, zero
+
+
+def track_episodes(ep_return: jax.Array, ep_length: jax.Array, totals: tuple, reward: jax.Array,
+                   done: jax.Array):
+  """Adds one batched env step to the running episode statistics.
+
+  `ep_return, ep_length, reward, done: f32[num_envs]`; `totals` as from `episode_totals()`.
+  Returns `(ep_return, ep_length, totals)` with finished episodes added to `totals` and reset.
+  """
+  ep_return = ep_return + reward
+  ep_length = ep_length + 1.0
+  totals = (totals[0] + jnp.sum(done * ep_return), totals[1] + jnp.sum(done * ep_length),
+            totals[2] + jnp.sum(done))
+  return ep_return * (1.0 - done), ep_length * (1.0 - done), totals
+
+
+def episode_metrics(totals: tuple) -> dict:
+  """`episode/return`, `episode/length` (NaN when no episode finished) and `episode/finished`."""
+  total_return, total_length, finished = totals
+  count = jnp.maximum(finished, 1.0)
+  return {"episode/return": jnp.where(finished > 0, total_return / count, jnp.nan),
+          "episode/length": jnp.where(finished > 0, total_length / count, jnp.nan),
+          "episode/finished": finished}
+
+
+def masked_mean(metrics: dict, mask: jax.Array) -> dict:
+  """Mean over the leading (step) axis of each metric, counting only steps where `mask` holds."""
+  weight = mask.astype(jnp.float32)
+  denom = jnp.maximum(jnp.sum(weight), 1.0)
+  return jax.tree.map(lambda m: jnp.sum(m * weight) / denom, metrics)
+
+
+def open_run(path: str | pathlib.Path, section: str, step: int | None = None):
+  """Reads a run directory (or its `checkpoints/`) written by `train` for deployment.
+
+  Returns `(checkpointer, step, run_config: dict, env, learner_config: ConfigDict)`, where
+  `learner_config` is `run_config[section]` (e.g. "sac"); the caller restores the subset of the
+  train state it needs and closes the checkpointer.
+  """
+  from vlajax import envs  # pylint: disable=import-outside-toplevel
+
+  path = pathlib.Path(path)
+  ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+  if not ckpt_dir.is_dir():
+    raise FileNotFoundError(f"no run directory or checkpoint directory at {path}")
+  checkpointer = Checkpointer(ckpt_dir, max_to_keep=None)
+  step = checkpointer.latest_step() if step is None else step
+  meta = checkpointer.metadata(step)
+  config = meta.get("config")
+  if not config:
+    raise ValueError(f"checkpoint in {ckpt_dir} has no run config in its metadata")
+  for key in ("env_name", "env", section):
+    if key not in config:
+      raise ValueError(f"the run config of {ckpt_dir} has no '{key}' entry (is it a {section} run?)")
+  env = envs.make(config["env_name"], config=ml_collections.ConfigDict(config["env"]))
+  return checkpointer, step, config, env, ml_collections.ConfigDict(config[section])
+
+
+def checked_observation(obs: dict, key: str, expected: tuple) -> jax.Array:
+  """`obs[key]` as f32[..., *expected] for a deployed policy; a clear error for a missing key or a
+  wrong shape."""
+  if key not in obs:
+    raise KeyError(f"observation is missing '{key}' (got: {', '.join(sorted(obs))})")
+  x = jnp.asarray(obs[key], jnp.float32)
+  if x.ndim < len(expected) or x.shape[x.ndim - len(expected):] != tuple(expected):
+    raise ValueError(f"observation '{key}' has shape {x.shape}, expected (..., "
+                     f"{', '.join(map(str, expected))})")
+  return x

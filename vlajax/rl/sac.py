@@ -35,7 +35,7 @@ from jax.sharding import Mesh
 from vlajax.core import mesh as mesh_lib
 from vlajax.envs import wrappers
 from vlajax.rl import distributions as dist
-from vlajax.rl import evaluation, replay as replay_lib, running_stats
+from vlajax.rl import evaluation, loop, replay as replay_lib, running_stats
 from vlajax.rl.ensemble import ensemble
 from vlajax.rl.evaluation import strong_types
 from vlajax.rl.networks import MLP
@@ -348,32 +348,22 @@ class Learner:
       params, opt_state, metrics = jax.lax.cond(
           learning, lambda: self._learn(params, opt_state, stats, replay, k_learn),
           lambda: (params, opt_state, template))
-      ep_return = ep_return + next_state.reward
-      ep_length = ep_length + 1.0
-      done_stats = (done_stats[0] + jnp.sum(done * ep_return),
-                    done_stats[1] + jnp.sum(done * ep_length), done_stats[2] + jnp.sum(done))
-      ep_return = ep_return * (1.0 - done)
-      ep_length = ep_length * (1.0 - done)
+      ep_return, ep_length, done_stats = loop.track_episodes(ep_return, ep_length, done_stats,
+                                                             next_state.reward, done)
       carry = (params, opt_state, stats, replay, next_state, ep_return, ep_length, done_stats)
       return carry, (metrics, learning, next_state.reward)
 
-    zero = jnp.zeros(())
     carry = (state.params, state.opt_state, state.obs_stats, state.replay, state.env_state,
-             state.episode_return, state.episode_length, (zero, zero, zero))
+             state.episode_return, state.episode_length, loop.episode_totals())
     carry, (metrics, learning, rewards) = jax.lax.scan(
         env_step, carry, jax.random.split(k_steps, cfg.steps_per_iteration))
     params, opt_state, stats, replay, env_state, ep_return, ep_length, done_stats = carry
-    weight = learning.astype(jnp.float32)
-    metrics = jax.tree.map(lambda m: jnp.sum(m * weight) / jnp.maximum(jnp.sum(weight), 1.0),
-                           metrics)
-    finished = done_stats[2]
+    metrics = loop.masked_mean(metrics, learning)
+    metrics.update(loop.episode_metrics(done_stats))
     metrics.update({
-        "episode/return": jnp.where(finished > 0, done_stats[0] / jnp.maximum(finished, 1), jnp.nan),
-        "episode/length": jnp.where(finished > 0, done_stats[1] / jnp.maximum(finished, 1), jnp.nan),
-        "episode/finished": finished,
         "rollout/reward": jnp.mean(rewards),
         "replay/transitions": replay.num_transitions.astype(jnp.float32),
-        "sac/learning_fraction": jnp.mean(weight),
+        "sac/learning_fraction": jnp.mean(learning.astype(jnp.float32)),
     })
     new_state = TrainState(params=params, opt_state=opt_state, obs_stats=stats, replay=replay,
                            env_state=strong_types(env_state), episode_return=ep_return,
@@ -389,3 +379,40 @@ class Learner:
       return self.policy_fn(state.params, state.obs_stats, obs), carry
     return evaluation.evaluate(self.eval_env, act, jnp.zeros(()), rng, num_envs,
                                self.config.episode_length)
+
+
+# -- deployment -----------------------------------------------------------------------------------
+
+def load_policy(path, step: int | None = None):
+  """The deterministic policy (tanh of the actor's mean) of a SAC run directory (or `checkpoints/`).
+
+  Returns `(policy, info)`: `policy(obs) -> f32[..., A]` in [-1, 1] is jitted, takes the env's
+  observation dict (unbatched or batched) and checks the policy observation's key and shape;
+  `info` holds `config` (the run's config, a dict), `step`, `obs_key`, `observation_size`,
+  `action_size`. Only the actor and the observation normalizer are read from the checkpoint.
+  """
+  checkpointer, step, run_config, env, config = loop.open_run(path, "sac", step)
+  networks = Networks(config, env.action_size)
+  obs_sizes = env.observation_size
+  obs_key = config.policy_obs_key
+  keys = sorted({config.policy_obs_key, config.critic_obs_key})
+  target = {"params": {"actor": jax.eval_shape(
+                networks.actor.init, jax.random.PRNGKey(0), jnp.zeros(obs_sizes[obs_key]))},
+            "obs_stats": jax.eval_shape(lambda: running_stats.init({k: obs_sizes[k] for k in keys}))}
+  restored = checkpointer.restore(target, step=step, partial=True)
+  checkpointer.close()
+  actor, stats = restored["params"]["actor"], restored["obs_stats"]
+
+  @jax.jit
+  def act(obs: jax.Array) -> jax.Array:
+    obs = {obs_key: obs}
+    if config.normalize_observations:
+      obs = running_stats.normalize(stats, obs)
+    mean, _ = networks.distribution(actor, obs)
+    return dist.mode(mean)
+
+  expected = tuple(obs_sizes[obs_key])
+  policy = lambda obs: act(loop.checked_observation(obs, obs_key, expected))
+  info = {"config": run_config, "step": step, "obs_key": obs_key,
+          "observation_size": obs_sizes, "action_size": env.action_size}
+  return policy, info

@@ -42,7 +42,7 @@ from jax.sharding import Mesh
 from vlajax.core import mesh as mesh_lib
 from vlajax.envs import wrappers
 from vlajax.rl import distributions as dist
-from vlajax.rl import evaluation, mppi, replay as replay_lib, running_stats
+from vlajax.rl import evaluation, loop, mppi, replay as replay_lib, running_stats
 from vlajax.rl.evaluation import strong_types
 from vlajax.rl.twohot import Bins
 
@@ -221,7 +221,7 @@ class WorldModel:
   def q_pair(self, q_params, z: jax.Array, a: jax.Array, rng: jax.Array) -> jax.Array:
     """Values of two randomly chosen Q heads: f32[2, ...]."""
     idx = jax.random.permutation(rng, self.config.num_q)[:2]
-    pair = jax.tree.map(lambda p: p[idx], q_params)
+    pair = jax.tree.map(lambda p: jnp.take(p, idx, axis=0), q_params)
     return self.bins.decode(self.q_logits(pair, z, a))
 
   def pi(self, params, z: jax.Array, rng: jax.Array | None):
@@ -413,19 +413,29 @@ class Learner:
                "loss/value": value_loss, "loss/model": total,
                "tdmpc/td_target": avg(jnp.mean(td_target, axis=0)),
                "tdmpc/valid_windows": jnp.mean(weight)}
-    return total, (jax.lax.stop_gradient(zs), metrics)
+    # The prior trains on every rollout latent, the last predicted one included (H + 1 of them).
+    all_zs = jnp.concatenate([zs, z_pred[-1:]], axis=0)
+    return total, (jax.lax.stop_gradient(all_zs), metrics)
 
   def _pi_loss(self, pi_params, params, zs, valid, q_scale, rng):
-    """The prior's loss on the (detached) rollout latents `zs: f32[H, k, N, L]`."""
+    """The prior's loss on the (detached) rollout latents `zs: f32[H+1, k, N, L]`.
+
+    Q is divided by a running scale (TD-MPC2's `RunningScale`): the 5–95 percentile range of the
+    first latent's Q (at least 1), tracked with rate `q_scale_tau`; its update is returned.
+    """
     cfg, model = self.config, self.model
     k_pi, k_q = jax.random.split(rng)
     action, log_pi = model.pi({**params, "pi": pi_params}, zs, k_pi)
     q = jnp.mean(model.q_pair(jax.lax.stop_gradient(params["q"]), zs, action, k_q), axis=0)
+    flat = jnp.where(valid, jax.lax.stop_gradient(q[0]), jnp.nan).reshape(-1)
+    spread = jnp.nanpercentile(flat, 95.0) - jnp.nanpercentile(flat, 5.0)
+    spread = jnp.maximum(jnp.where(jnp.isfinite(spread), spread, 1.0), 1.0)
+    q_scale = q_scale + cfg.q_scale_tau * (spread - q_scale)
     weight = valid.astype(jnp.float32)
     per_step = jnp.sum((cfg.entropy_coef * log_pi - q / q_scale) * weight, axis=(1, 2))
     per_step = per_step / jnp.maximum(jnp.sum(weight), 1.0)
     rho = cfg.rho ** jnp.arange(zs.shape[0])
-    return jnp.mean(per_step * rho), (q, jnp.mean(-log_pi))
+    return jnp.mean(per_step * rho), (q_scale, jnp.mean(-log_pi))
 
   def _update(self, state_parts, batch, valid, stats, rng):
     params, target_q, opt_state, q_scale, num_updates = state_parts
@@ -439,15 +449,7 @@ class Learner:
     model_params = optax.apply_updates(model_params, updates)
     params = {**model_params, "pi": params["pi"]}
 
-    # Running scale of Q: the 5–95 percentile range (at least 1) of the first rollout step's Q.
-    q_now = jnp.mean(self.model.q_pair(params["q"], zs[0], self.model.pi(params, zs[0], k_pi)[0],
-                                       k_pi), axis=0)
-    flat = jnp.where(valid, q_now, jnp.nan).reshape(-1)
-    spread = jnp.nanpercentile(flat, 95.0) - jnp.nanpercentile(flat, 5.0)
-    spread = jnp.maximum(jnp.where(jnp.isfinite(spread), spread, 1.0), 1.0)
-    q_scale = jnp.where(num_updates == 0, spread, q_scale + cfg.q_scale_tau * (spread - q_scale))
-
-    (pi_loss, (_, entropy)), pi_grads = jax.value_and_grad(self._pi_loss, has_aux=True)(
+    (pi_loss, (q_scale, entropy)), pi_grads = jax.value_and_grad(self._pi_loss, has_aux=True)(
         params["pi"], params, zs, valid, q_scale, k_pi)
     pi_updates, pi_opt = self.pi_opt.update(pi_grads, opt_state["pi"], params["pi"])
     params = {**params, "pi": optax.apply_updates(params["pi"], pi_updates)}
@@ -501,33 +503,23 @@ class Learner:
       plan_mean = jnp.where(done[:, None, None] > 0, 0.0, new_mean)
       parts, metrics = jax.lax.cond(learning, lambda: self._learn(parts, stats, replay, k_learn),
                                     lambda: (parts, template))
-      ep_return = ep_return + next_state.reward
-      ep_length = ep_length + 1.0
-      done_stats = (done_stats[0] + jnp.sum(done * ep_return),
-                    done_stats[1] + jnp.sum(done * ep_length), done_stats[2] + jnp.sum(done))
-      ep_return = ep_return * (1.0 - done)
-      ep_length = ep_length * (1.0 - done)
+      ep_return, ep_length, done_stats = loop.track_episodes(ep_return, ep_length, done_stats,
+                                                             next_state.reward, done)
       carry = (parts, stats, replay, next_state, plan_mean, ep_return, ep_length, done_stats)
       return carry, (metrics, learning, next_state.reward)
 
-    zero = jnp.zeros(())
     carry = (parts0, state.obs_stats, state.replay, state.env_state, state.plan_mean,
-             state.episode_return, state.episode_length, (zero, zero, zero))
+             state.episode_return, state.episode_length, loop.episode_totals())
     carry, (metrics, learning, rewards) = jax.lax.scan(
         env_step, carry, jax.random.split(k_steps, cfg.steps_per_iteration))
     parts, stats, replay, env_state, plan_mean, ep_return, ep_length, done_stats = carry
     params, target_q, opt_state, q_scale, num_updates = parts
-    weight = learning.astype(jnp.float32)
-    metrics = jax.tree.map(lambda m: jnp.sum(m * weight) / jnp.maximum(jnp.sum(weight), 1.0),
-                           metrics)
-    finished = done_stats[2]
+    metrics = loop.masked_mean(metrics, learning)
+    metrics.update(loop.episode_metrics(done_stats))
     metrics.update({
-        "episode/return": jnp.where(finished > 0, done_stats[0] / jnp.maximum(finished, 1), jnp.nan),
-        "episode/length": jnp.where(finished > 0, done_stats[1] / jnp.maximum(finished, 1), jnp.nan),
-        "episode/finished": finished,
         "rollout/reward": jnp.mean(rewards),
         "replay/transitions": replay.num_transitions.astype(jnp.float32),
-        "tdmpc/learning_fraction": jnp.mean(weight),
+        "tdmpc/learning_fraction": jnp.mean(learning.astype(jnp.float32)),
     })
     new_state = TrainState(params=params, target_q=target_q, opt_state=opt_state, q_scale=q_scale,
                            num_updates=num_updates, obs_stats=stats, replay=replay,
@@ -550,3 +542,70 @@ class Learner:
 
     init = jnp.zeros((num_envs, cfg.horizon, self.action_size))
     return evaluation.evaluate(self.eval_env, act, init, rng, num_envs, cfg.episode_length)
+
+
+# -- deployment -----------------------------------------------------------------------------------
+
+class Policy:
+  """A trained TD-MPC agent as `policy(obs) -> action f32[..., A]` in [-1, 1].
+
+  With `plan=True` each call runs MPPI without exploration noise (as in evaluation) from the
+  encoded observation, warm-started by the previous call's plan; call `reset()` when a new episode
+  starts. The planner samples, so the policy carries an RNG key (seeded by `seed`). With
+  `plan=False` it is the prior's mode, tanh(mean of π(h(o))), and holds no state.
+
+  `step(obs f32[B, O], plan_mean f32[B, H, A], rng) -> (action f32[B, A], plan_mean)` is the pure
+  jitted planning step behind it (the learner's own `act(..., explore=False)`).
+  """
+
+  def __init__(self, learner: "Learner", params: dict, obs_stats, plan: bool, seed: int,
+               info: dict):
+    self.info = info
+    self.plan = plan
+    self._learner, self._params, self._stats = learner, params, obs_stats
+    self._shape = tuple(learner.obs_shape)
+    self.step = jax.jit(lambda obs, mean, rng: learner._act(  # pylint: disable=protected-access
+        params, obs_stats, obs, mean, rng, explore=False))
+    self._prior = jax.jit(lambda obs: learner._prior_act(  # pylint: disable=protected-access
+        params, obs_stats, obs, None))
+    self._seed = seed
+    self.reset()
+
+  def reset(self) -> None:
+    """Starts a new episode: no warm start, the RNG back at its seed."""
+    self._rng = jax.random.PRNGKey(self._seed)
+    self._mean = None
+
+  def __call__(self, obs: dict) -> jax.Array:
+    x = loop.checked_observation(obs, self._learner.config.obs_key, self._shape)
+    unbatched = x.ndim == 1
+    x = x[None] if unbatched else x.reshape((-1,) + self._shape)
+    if not self.plan:
+      action = self._prior(x)
+    else:
+      shape = (x.shape[0], self._learner.config.horizon, self._learner.action_size)
+      if self._mean is None or self._mean.shape != shape:
+        self._mean = jnp.zeros(shape)
+      self._rng, key = jax.random.split(self._rng)
+      action, self._mean = self.step(x, self._mean, key)
+    return action[0] if unbatched else action.reshape(obs[self._learner.config.obs_key].shape[:-1]
+                                                      + (self._learner.action_size,))
+
+
+def load_policy(path, step: int | None = None, plan: bool = True, seed: int = 0):
+  """The policy of a TD-MPC run directory (or its `checkpoints/`) for deployment.
+
+  Returns `(policy, info)`: `policy` a `Policy` (MPPI planning over the learned model, or with
+  `plan=False` the policy prior's mode), `info` holding `config` (the run's config, a dict), `step`,
+  `obs_key`, `observation_size`, `action_size`, `plan`. The model parameters and the observation
+  normalizer are read from the checkpoint (not the replay or optimizer state).
+  """
+  checkpointer, step, run_config, env, config = loop.open_run(path, "tdmpc", step)
+  learner = Learner(env, config, mesh_lib.make_mesh({"data": 1}, devices=jax.devices()[:1]))
+  target = {"params": jax.eval_shape(learner.model.init, jax.random.PRNGKey(0)),
+            "obs_stats": jax.eval_shape(lambda: running_stats.init({"obs": learner.obs_shape}))}
+  restored = checkpointer.restore(target, step=step, partial=True)
+  checkpointer.close()
+  info = {"config": run_config, "step": step, "obs_key": config.obs_key,
+          "observation_size": env.observation_size, "action_size": env.action_size, "plan": plan}
+  return Policy(learner, restored["params"], restored["obs_stats"], plan, seed, info), info
