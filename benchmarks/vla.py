@@ -7,6 +7,9 @@ action-chunk inference latency with and without the prefix KV cache. Prints one 
 
 MFU = analytic model FLOPs per second (``vlajax.vla.flops``: 3x forward per training example)
 divided by the peak FLOP/s of a large square matmul in the same dtype on the same device.
+``--text_loss_weight=1`` adds the train step with the co-training text loss. ``state_memory`` counts
+the train-state bytes (params + EMA + Adam moments) per freeze option under float32 / bfloat16
+compute with ``jax.eval_shape`` (frozen leaves are stored in bfloat16 under bfloat16 compute).
 """
 from __future__ import annotations
 
@@ -37,6 +40,10 @@ _SAMPLE_REPS = flags.DEFINE_integer("sample_reps", 3, "Timed sampling calls per 
 _PEAK_SIZE = flags.DEFINE_integer("peak_size", 1024, "Square matmul size for the peak measurement.")
 _REMAT = flags.DEFINE_bool("remat", False, "Rematerialize layers in the backward pass.")
 _FSDP = flags.DEFINE_integer("fsdp", 1, "fsdp mesh axis size (the rest of the devices go to data).")
+_TEXT = flags.DEFINE_float("text_loss_weight", 0.0, "Co-training text loss weight (> 0: also time the "
+                           "train step with the text loss on synthetic instruction continuations).")
+_MEMORY = flags.DEFINE_list("memory_presets", ["small", "pi0"], "Presets whose train-state bytes per "
+                            "freeze option are counted with jax.eval_shape (nothing allocated).")
 
 
 def _timeit(fn, reps):
@@ -107,6 +114,18 @@ def measure(name: str, peak: float) -> dict:
       "model_train_gflops_per_example": model_flops / 1e9,
       "mfu": examples_per_s * model_flops / peak,
   }
+  if _TEXT.value > 0:
+    text_model = Pi0(cfg.replace(text_loss_weight=_TEXT.value), remat=_REMAT.value)
+    text_data = SyntheticVLADataset(cfg, max(batch_size, 2), seed=0, text_targets=True)
+    text_batch = sharding_lib.shard_batch(text_data.batch(0, batch_size), mesh)
+    text_state, text_trainer = train_lib.create_train_state(text_model, optim, 0, mesh, min_shard_size=2 ** 14)
+    text_holder = {"state": text_state}
+
+    def text_step():
+      text_holder["state"], metrics = text_trainer.step(text_holder["state"], text_batch)
+      return metrics["loss"]
+
+    result["train_examples_per_s_with_text_loss"] = batch_size / _timeit(text_step, _STEPS.value)
   obs = {k: v for k, v in data.batch(0, 1).items() if k in batch_lib.OBSERVATION_KEYS}
   params = holder["state"].params
   for kv in (True, False):
@@ -119,6 +138,21 @@ def measure(name: str, peak: float) -> dict:
   return result
 
 
+def state_memory(name: str) -> dict:
+  """GiB of the train state (params, EMA, Adam moments) per freeze option and compute dtype."""
+  mesh = mesh_lib.make_mesh({"data": 1}, devices=jax.devices()[:1])
+  optim = train_lib.OptimConfig(ema_decay=0.99)
+  out = {"preset": name}
+  for dtype in ("float32", "bfloat16"):
+    model = Pi0(vla_config.get_preset(name, dtype=dtype))
+    for freeze in train_lib.FREEZE_OPTIONS:
+      abstract = jax.eval_shape(train_lib.build_trainer(model, optim, mesh, freeze).init, jax.random.PRNGKey(0))
+      gib = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)) / 2 ** 30
+      out[f"{dtype}/{freeze}"] = {"params_gib": round(gib(abstract.params), 3),
+                                  "state_gib": round(gib(abstract), 3)}
+  return out
+
+
 def main(argv):
   del argv
   dtype = jnp.dtype(_DTYPE.value)
@@ -129,6 +163,7 @@ def main(argv):
   for name in _PRESETS.value:
     out["results"].append(measure(name, peak))
     print(json.dumps(out["results"][-1]), flush=True)
+  out["state_memory"] = [state_memory(name) for name in _MEMORY.value]
   print(json.dumps(out, indent=1))
 
 

@@ -38,10 +38,24 @@ def test_cross_entropy_counts_only_target_labels():
 
 
 @pytest.fixture(scope="module")
-def model_and_params():
+def text_only_run():
+  """60 train steps of the tiny model on 4 examples whose actions are all masked out (like
+  co-training vision-language rows): the only signal is the text loss. Returns (model, initial
+  params, per-step text losses, per-step action losses)."""
   model = Pi0(CFG)
-  key = jax.random.PRNGKey(0)
-  return model, jax.jit(model.init)(key, batch_lib.zeros_batch(CFG, 1), key)
+  optim = train_lib.OptimConfig(peak_lr=1e-2, end_lr=1e-3, warmup_steps=5, decay_steps=60, weight_decay=0.0,
+                                ema_decay=None)
+  mesh = mesh_lib.make_mesh({"data": 1, "fsdp": 1}, devices=jax.devices()[:1])
+  state, trainer = train_lib.create_train_state(model, optim, 0, mesh)
+  params = jax.device_get(state.params)
+  data = SyntheticVLADataset(CFG, 4, seed=0, text_targets=True)
+  data.examples["action_mask"][:] = False
+  text, action = [], []
+  for i in range(60):
+    state, metrics = trainer.step(state, data.batch(i, 4))
+    text.append(float(metrics["text_loss"]))
+    action.append(float(metrics["action_loss"]))
+  return model, params, text, action
 
 
 def _batch(n=8):
@@ -50,8 +64,8 @@ def _batch(n=8):
   return batch
 
 
-def test_text_loss_is_finite_masked_and_causal(model_and_params):
-  model, params = model_and_params
+def test_text_loss_is_finite_masked_and_causal(text_only_run):
+  model, params, _, _ = text_only_run
   losses_fn = jax.jit(lambda p, b: model.apply(p, b, jax.random.PRNGKey(1), method=Pi0.compute_losses))
   batch = _batch()
   losses = losses_fn(params, batch)
@@ -83,20 +97,8 @@ def test_text_loss_is_finite_masked_and_causal(model_and_params):
     losses_fn(params, {k: v for k, v in batch.items() if k != "text_target_mask"})
 
 
-def test_text_loss_alone_falls_on_tiny_data():
-  """Rows with no valid action (co-training VL rows): the only signal is the text loss, which falls."""
-  model = Pi0(CFG)
-  optim = train_lib.OptimConfig(peak_lr=1e-2, end_lr=1e-3, warmup_steps=5, decay_steps=60, weight_decay=0.0,
-                                ema_decay=None)
-  mesh = mesh_lib.make_mesh({"data": 1, "fsdp": 1}, devices=jax.devices()[:1])
-  state, trainer = train_lib.create_train_state(model, optim, 0, mesh)
-  data = SyntheticVLADataset(CFG, 4, seed=0, text_targets=True)
-  data.examples["action_mask"][:] = False
-  text, action = [], []
-  for i in range(60):
-    state, metrics = trainer.step(state, data.batch(i, 4))
-    text.append(float(metrics["text_loss"]))
-    action.append(float(metrics["action_loss"]))
+def test_text_loss_alone_falls_on_tiny_data(text_only_run):
+  _, _, text, action = text_only_run
   assert np.all(np.isfinite(text)) and max(action) == 0.0
   assert np.mean(text[-5:]) < np.mean(text[:3]) / 3, (text[:3], text[-5:])
 
