@@ -17,9 +17,11 @@ from vlajax.core.checkpoint import Checkpointer
 from vlajax.rl import loop, sac
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# Documented in README/BENCHMARKS: a random policy balances ~30 of 200 steps; PPO's `cartpole`
-# config reaches > 150 in ~77k env steps; SAC's `cartpole` config gets there in 24k.
+# Documented in README/BENCHMARKS: a random policy balances ~30 of 200 steps (return ≈ 30-60 of a
+# possible ≈ 190); PPO's `cartpole` config reaches > 150 in ~77k env steps; SAC's `cartpole` config
+# gets there in 24k (the slow test) and is well above random at 12k (the CI test).
 CARTPOLE_SOLVED_RETURN = 150.0
+CI_LEARNED_RETURN = 100.0
 
 
 def _learner(name, devices=None, **overrides):
@@ -36,20 +38,34 @@ def smoke4():
   return _learner("smoke", devices=jax.devices()[:4])
 
 
-def test_sac_solves_cartpole():
+def _train_cartpole(num_iterations):
+  """Trains SAC's `cartpole` config on 1 device; returns (return before, after, env steps)."""
   learner, config = _learner("cartpole", devices=jax.devices()[:1])  # 1 vs 4: tested below
   state = learner.init(jax.random.PRNGKey(0))
   before = float(learner.evaluate(state, jax.random.PRNGKey(1), 32)["eval/episode_return"])
-  for _ in range(config.sac.num_iterations):
+  for _ in range(num_iterations):
     state, metrics = learner.iteration(state)
   after = float(learner.evaluate(state, jax.random.PRNGKey(1), 32)["eval/episode_return"])
-  steps = config.sac.num_iterations * learner.env_steps_per_iteration
-  assert steps <= 24_000
   assert before < 100.0, before
-  assert after >= CARTPOLE_SOLVED_RETURN, (before, after)
   assert float(metrics["sac/alpha"]) < config.sac.init_alpha   # the temperature adapted
   for key in ("loss/critic", "loss/actor", "loss/alpha", "sac/entropy", "sac/q_mean"):
     assert np.isfinite(float(metrics[key])), key
+  return before, after, num_iterations * learner.env_steps_per_iteration
+
+
+def test_sac_learns_cartpole_in_ci_budget():
+  """12k env steps (15 iterations of the `cartpole` config): measured 131-160 (random ≈ 30-60)."""
+  before, after, steps = _train_cartpole(15)
+  assert steps == 12_000
+  assert after >= CI_LEARNED_RETURN, (before, after)
+
+
+@pytest.mark.slow
+def test_sac_solves_cartpole():
+  """24k env steps (the `cartpole` config's 30 iterations): measured 150-170."""
+  before, after, steps = _train_cartpole(configs.get_config("cartpole").sac.num_iterations)
+  assert steps <= 24_000
+  assert after >= CARTPOLE_SOLVED_RETURN, (before, after)
 
 
 def test_truncation_stores_the_true_last_observation(smoke4):
@@ -57,6 +73,8 @@ def test_truncation_stores_the_true_last_observation(smoke4):
   state = learner.init(jax.random.PRNGKey(5))
   for _ in range(8):    # 64 steps of episodes capped at 20 steps: many truncations
     state, _ = learner.iteration(state)
+  # The state keeps one signature (no weak types after a step): no recompiles.
+  assert learner.iteration._cache_size() == 1  # pylint: disable=protected-access
   replay = jax.device_get(state.replay)
   rows = int(replay.size)
   obs = replay.data["obs"]["state"][:rows]

@@ -12,10 +12,11 @@ from vlajax.core import mesh as mesh_lib
 from vlajax.rl import loop, mppi, tdmpc
 from vlajax.rl.twohot import Bins, symexp, symlog
 
-# Documented in README/BENCHMARKS: a random policy balances ~30 of 200 steps (return ≈ 30-45); PPO
-# reaches > 150 in ~77k env steps. TD-MPC's CI budget (`cartpole` config, 6k env steps) must reach
-# LEARNING_RETURN (measured: 137 at 6k, 130-142 at 8k-12k; it has not reached 150 on this config).
-LEARNING_RETURN = 100.0
+# Documented in README/BENCHMARKS: a random policy balances ~30 of 200 steps (return ≈ 30-60); PPO
+# reaches > 150 in ~77k env steps. TD-MPC's CI budget is 4k env steps of the `cartpole` config
+# (measured 92 at 3k and 106 at 4.4k env steps; 135 at 6k, the slow test).
+LEARNING_RETURN = 80.0
+CI_ITERATIONS = 20
 
 
 def test_two_hot_round_trip_and_loss():
@@ -113,10 +114,17 @@ def _train_cartpole(num_iterations):
 
 
 def test_tdmpc_learns_cartpole_in_ci_budget():
-  before, after, steps = _train_cartpole(configs.get_config("cartpole").tdmpc.num_iterations)
-  assert steps <= 6000
+  before, after, steps = _train_cartpole(CI_ITERATIONS)
+  assert steps == 4000
   assert before < 60.0, before
   assert after >= LEARNING_RETURN, (before, after)
+
+
+@pytest.mark.slow
+def test_tdmpc_learns_cartpole_to_120_in_6k_steps():
+  before, after, steps = _train_cartpole(30)
+  assert steps == 6000
+  assert after >= 120.0, (before, after)
 
 
 def test_planning_is_vmapped_and_warm_started(smoke4):
@@ -135,6 +143,8 @@ def test_planning_is_vmapped_and_warm_started(smoke4):
   state, _ = learner.iteration(state)
   state, _ = learner.iteration(state)
   assert float(jnp.max(jnp.abs(state.plan_mean))) > 0.0
+  # The state keeps one signature (no weak types after a step): no recompiles.
+  assert learner.iteration._cache_size() == 1  # pylint: disable=protected-access
 
 
 def test_one_vs_four_devices_match(smoke4):

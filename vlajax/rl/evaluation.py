@@ -41,8 +41,3 @@ def evaluate(eval_env, act: Callable, carry: Any, rng: jax.Array, num_envs: int,
   out.update({f"eval/{k}": jnp.mean(v / jnp.maximum(length, 1.0)) for k, v in terms.items()})
   return out
 
-
-def strong_types(tree: Any) -> Any:
-  """Drops JAX weak types (e.g. the wrappers' `info["truncation"]` after a step), so a jitted
-  iteration's output state has exactly its input's types and the next call does not recompile."""
-  return jax.tree.map(lambda x: jax.lax.convert_element_type(x, x.dtype), tree)

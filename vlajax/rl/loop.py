@@ -207,3 +207,28 @@ def checked_observation(obs: dict, key: str, expected: tuple) -> jax.Array:
     raise ValueError(f"observation '{key}' has shape {x.shape}, expected (..., "
                      f"{', '.join(map(str, expected))})")
   return x
+
+
+def run_experiment(config: ml_collections.ConfigDict, section: str, make_learner: Callable,
+                   title: str):
+  """The body of an RL entry point (`experiments/<learner>_control.py`) for a resolved config.
+
+  Joins the multi-host job (`config.distributed`), builds the env (`config.env_name`, `config.env`)
+  and mesh (`config.mesh`), the learner `make_learner(env, config[section], mesh)`, writes the run
+  directory `config.workdir` and trains for `config[section].num_iterations` iterations with the
+  run config (`config.run`) in each checkpoint's metadata (what `load_policy` reads back).
+  """
+  from vlajax import envs  # pylint: disable=import-outside-toplevel
+  from vlajax.core.metrics import prepare_run_dir  # pylint: disable=import-outside-toplevel
+
+  dist = config.distributed
+  if dist.num_processes > 1:
+    mesh_lib.initialize_distributed(dist.coordinator_address, dist.num_processes, dist.process_id)
+  env = envs.make(config.env_name, config=config.env)
+  mesh = mesh_lib.make_mesh(dict(config.mesh))
+  learner = make_learner(env, config[section], mesh)
+  workdir = prepare_run_dir(config.workdir, config)
+  print(f"{title} on {config.env_name}: {mesh.devices.size} device(s), "
+        f"{learner.env_steps_per_iteration:,} env steps per iteration, run dir {workdir}")
+  return train(learner, config.run, workdir, config[section].num_iterations,
+               metadata={"config": config.to_dict()})

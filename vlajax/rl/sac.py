@@ -37,7 +37,6 @@ from vlajax.envs import wrappers
 from vlajax.rl import distributions as dist
 from vlajax.rl import evaluation, loop, replay as replay_lib, running_stats
 from vlajax.rl.ensemble import ensemble
-from vlajax.rl.evaluation import strong_types
 from vlajax.rl.networks import MLP
 
 
@@ -366,7 +365,7 @@ class Learner:
         "sac/learning_fraction": jnp.mean(learning.astype(jnp.float32)),
     })
     new_state = TrainState(params=params, opt_state=opt_state, obs_stats=stats, replay=replay,
-                           env_state=strong_types(env_state), episode_return=ep_return,
+                           env_state=env_state, episode_return=ep_return,
                            episode_length=ep_length, rng=rng, iteration=state.iteration + 1)
     return new_state, metrics
 

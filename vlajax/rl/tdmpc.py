@@ -16,7 +16,8 @@ unrolling the dynamics from the first encoded observation, with per-step weights
   value        Σ_t ρ^t Σ_i CE(Q_i(z_t, a_t), r_t + γ (1 − terminal_t) min_{2 random j} Q̄_j(z'_{t}, π(z'_{t}))) / (H·5)
                with z'_t = sg(h(o_{t+1})) (the true last observation at an episode end)
   total        20·consistency + 0.1·reward + 0.1·value   (encoder lr × 0.3, grad clip 20)
-  prior        Σ_t ρ^t (α log π(a|z_t) − Q_avg(z_t, a) / S), a ~ π(z_t), S a running 5–95 % range of Q
+  prior        Σ_{t≤H} ρ^t (α log π(a|z_t) − Q_avg(z_t, a) / S) / (H+1), a ~ π(z_t), over the H + 1
+               rollout latents (detached); S ← S + 0.01 (max(p95 − p5 of Q_avg(z_0, ·), 1) − S), S₀ = 1
 
 Acting plans with MPPI (`vlajax.rl.mppi`) from the encoded observation, vmapped over the env
 batch: candidate plans are scored by Σ_t γ^t R̂ + γ^H Q_avg(z_H, π(z_H)); 24 of the 512 candidates
@@ -43,7 +44,6 @@ from vlajax.core import mesh as mesh_lib
 from vlajax.envs import wrappers
 from vlajax.rl import distributions as dist
 from vlajax.rl import evaluation, loop, mppi, replay as replay_lib, running_stats
-from vlajax.rl.evaluation import strong_types
 from vlajax.rl.twohot import Bins
 
 
@@ -523,7 +523,7 @@ class Learner:
     })
     new_state = TrainState(params=params, target_q=target_q, opt_state=opt_state, q_scale=q_scale,
                            num_updates=num_updates, obs_stats=stats, replay=replay,
-                           env_state=strong_types(env_state), plan_mean=plan_mean,
+                           env_state=env_state, plan_mean=plan_mean,
                            episode_return=ep_return,
                            episode_length=ep_length, rng=rng, iteration=state.iteration + 1)
     return new_state, metrics
