@@ -7,7 +7,8 @@
 
 The run directory (`config.workdir`) gets `config.json`, `metrics.jsonl`, TensorBoard events and
 `checkpoints/` (full train state + data position); re-running the same command resumes from the
-newest checkpoint. Multi-host: set `config.distributed.*` (process 0 writes logs and checkpoints
+newest checkpoint. The checkpoint metadata holds the run config and RLDS runs write `normalization.json`,
+so `vlajax.vla.load_policy(run_dir)` can serve the run. Multi-host: set `config.distributed.*` (process 0 writes logs and checkpoints
 metadata; every process reads its own rows).
 """
 from __future__ import annotations

@@ -21,6 +21,7 @@ def run(tmp_path_factory):
   c = configs.get_config("smoke")
   c.train.update(dict(steps=4, log_every=1, eval_every=0, checkpoint_every=2))
   c.mesh.update(dict(data=1, fsdp=1, num_devices=1))
+  c.data.control_hz = 15.0
   workdir = tmp_path_factory.mktemp("vla_serving") / "run"
   result = train_vla.train(c, str(workdir))
   return result, c
@@ -51,7 +52,7 @@ def test_checkpoint_loads_and_matches_the_model_sampler(run):
   cfg = model.config
   assert info["params"] == "ema_params" and info["step"] == 4
   assert info["action_horizon"] == info["chunk_length"] == cfg.action_horizon
-  assert info["action_dim"] == cfg.action_dim and "control_hz" not in info
+  assert info["action_dim"] == cfg.action_dim and info["control_hz"] == 15.0
   assert info["observation_spec"]["image"]["wrist"] == {"shape": [28, 28, 3], "dtype": "uint8"}
   assert info["observation_spec"]["state"] == {"shape": [cfg.state_dim], "dtype": "float32"}
 
@@ -97,6 +98,7 @@ def test_policy_server_serves_the_checkpoint_to_a_websocket_client(run):
   cfg = policy_lib.restore_params(result["run_dir"])[0].config
   meta = served.metadata()
   assert meta["kind"] == "vla" and meta["params"] == "ema_params" and meta["prompt"] == "text"
+  assert meta["control_hz"] == 15.0 and meta["chunk_length"] == cfg.action_horizon
   assert meta["observation_spec"]["prompt"] == {"shape": [], "dtype": "str"}
   assert meta["action_spec"]["actions"]["shape"] == [cfg.action_horizon, cfg.action_dim]
   prompts = ["pick up the red block", "open the drawer"]

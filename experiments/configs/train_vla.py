@@ -40,6 +40,7 @@ def _base(preset: str) -> ml_collections.ConfigDict:
   c.distributed = ml_collections.ConfigDict(dict(coordinator_address="", num_processes=1, process_id=0))
   c.data = ml_collections.ConfigDict(dict(
       source="synthetic",          # synthetic | rlds
+      control_hz=0.0,              # control rate of the training robot(s), recorded for serving (0 = unknown)
       num_train=256, num_eval=64, pad_action_dims=0,   # synthetic only
       text_targets=False,                                  # synthetic: instruction continuations as text targets
       rlds=data_config.default_config()))
