@@ -103,10 +103,10 @@ def smoke4():
 def _train_cartpole(num_iterations):
   learner, config = _learner("cartpole", devices=jax.devices()[:1])  # 1 vs 4: tested below
   state = learner.init(jax.random.PRNGKey(0))
-  before = float(learner.evaluate(state, jax.random.PRNGKey(1), 16)["eval/episode_return"])
+  before = float(learner.evaluate(state, jax.random.PRNGKey(1), 8)["eval/episode_return"])
   for _ in range(num_iterations):
     state, metrics = learner.iteration(state)
-  after = float(learner.evaluate(state, jax.random.PRNGKey(1), 16)["eval/episode_return"])
+  after = float(learner.evaluate(state, jax.random.PRNGKey(1), 8)["eval/episode_return"])
   assert float(metrics["tdmpc/valid_windows"]) > 0.95
   for key in ("loss/consistency", "loss/reward", "loss/value", "loss/pi"):
     assert np.isfinite(float(metrics[key])), key
@@ -175,7 +175,7 @@ def clean_run(tmp_path_factory, smoke4):
   """An uninterrupted `loop.train` run of the smoke learner, with the run config in its metadata
   (as the entry point writes it): `(run_dir, final state)`."""
   learner, config = smoke4
-  config.run.update(dict(checkpoint_every=2, eval_every=0))
+  config.run.update(dict(checkpoint_every=4, eval_every=0))
   run_dir = tmp_path_factory.mktemp("tdmpc_clean")
   state = loop.train(learner, config.run, run_dir, NUM_RESUME_ITERATIONS, stream=None,
                      metadata={"config": config.to_dict()})

@@ -72,5 +72,6 @@ def _smoke() -> ml_collections.ConfigDict:
                            min_replay=32, steps_per_iteration=8, num_iterations=6,
                            episode_length=50, latent_dim=16, mlp_dim=16, enc_dim=16))
   config.tdmpc.mppi.update(dict(num_samples=16, num_elites=4, num_prior_samples=4, iterations=2))
+  config.tdmpc.plan_during_eval = False   # a cheaper evaluation program (planning is tested directly)
   config.run.update(dict(eval_every=3, num_eval_envs=4, checkpoint_every=2))
   return config
