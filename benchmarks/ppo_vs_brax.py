@@ -11,7 +11,12 @@ For each env (brax's MJX `reacher`, our `quadruped_joystick`):
   python benchmarks/ppo_vs_brax.py --num_envs=8192 --iterations=30 --minibatches=32   # GPU
 
 brax 0.14.2 calls `jax.device_put_replicated`, which current JAX removed; the one-line shim
-`vlajax.envs.brax_adapter.install_device_put_replicated()` restores it. brax's training wrapper
+`vlajax.envs.brax_adapter.install_device_put_replicated()` restores it. brax's pmapped training epoch
+compiles on its first *and* second call (measured: epochs 1 and 2 take the same ~20 s on CPU, later
+epochs ~40× less), so brax's `training/sps` is taken as the median over epochs 3.. (`num_evals` =
+`--brax_epochs` + 1); ours compiles once (asserted in tests) and is timed after its first iteration.
+`--seeds=N` repeats both learners with N seeds and reports the mean final return (throughput from
+the first seed). brax's training wrapper
 caches the first state for auto-resets, so for our quadruped its DR draws are not re-drawn at
 reset (ours are): the physics cost per step is the same.
 """
@@ -60,7 +65,7 @@ def raw_throughput(env, num_envs: int, steps: int) -> float:
   return num_envs * steps / (time.perf_counter() - tic)
 
 
-def run_ours(env, hp: dict, iterations: int) -> dict:
+def make_ours(env, hp: dict, iterations: int) -> ppo.Learner:
   cfg = ppo.default_config()
   cfg.update(dict(num_envs=hp["num_envs"], unroll_length=hp["unroll"],
                   num_minibatches=hp["minibatches"], num_epochs=hp["epochs"],
@@ -69,9 +74,13 @@ def run_ours(env, hp: dict, iterations: int) -> dict:
                   policy_hidden=hp["hidden"], value_hidden=hp["hidden"],
                   episode_length=hp["episode_length"], num_iterations=iterations,
                   value_obs_key=hp["value_obs_key"]))
-  learner = ppo.Learner(env, cfg, mesh_lib.make_mesh({"data": -1}))
-  state = learner.init(jax.random.PRNGKey(0))
-  state, _ = learner.iteration(state)  # compile
+  return ppo.Learner(env, cfg, mesh_lib.make_mesh({"data": -1}))
+
+
+def run_ours(learner: ppo.Learner, hp: dict, iterations: int, seed: int = 0) -> dict:
+  """Trains `iterations` iterations from `seed`; the learner's jitted functions are reused."""
+  state = learner.init(jax.random.PRNGKey(seed))
+  state, _ = learner.iteration(state)  # compiles on the first seed
   jax.block_until_ready(state)
   tic = time.perf_counter()
   for _ in range(iterations - 1):
@@ -84,7 +93,7 @@ def run_ours(env, hp: dict, iterations: int) -> dict:
           "env_steps": iterations * learner.env_steps_per_iteration}
 
 
-def run_brax(brax_env, hp: dict, iterations: int) -> dict:
+def run_brax(brax_env, hp: dict, iterations: int, epochs: int, seed: int = 0) -> dict:
   brax_adapter.install_device_put_replicated()
   from brax.training.agents.ppo import networks as ppo_networks  # pylint: disable=import-outside-toplevel
   from brax.training.agents.ppo import train as brax_ppo  # pylint: disable=import-outside-toplevel
@@ -97,20 +106,22 @@ def run_brax(brax_env, hp: dict, iterations: int) -> dict:
   steps_per_iteration = hp["num_envs"] * hp["unroll"]
   batch_size = hp["num_envs"] // hp["minibatches"]
   progress = []
-  # num_evals=3: an evaluation before training and after each of two training epochs. brax's
-  # `training/sps` covers one epoch's training; the first includes compilation, so the second is used.
+  # num_evals = epochs + 1: an evaluation before training and after each training epoch. brax's
+  # `training/sps` covers one epoch; epochs 1 and 2 both compile, so the median of 3.. is used.
+  if epochs < 3 or iterations % epochs:
+    raise ValueError(f"--brax_epochs ({epochs}) must be >= 3 and divide --iterations ({iterations})")
   kwargs = dict(environment=brax_env, num_timesteps=iterations * steps_per_iteration,
                 episode_length=hp["episode_length"], num_envs=hp["num_envs"],
                 batch_size=batch_size, num_minibatches=hp["minibatches"],
                 unroll_length=hp["unroll"], num_updates_per_batch=hp["epochs"],
                 learning_rate=hp["lr"], entropy_cost=hp["entropy"], discounting=hp["gamma"],
                 gae_lambda=0.95, clipping_epsilon=0.3, max_grad_norm=1.0,
-                normalize_observations=True, num_evals=3, num_eval_envs=hp["eval_envs"],
-                max_devices_per_host=1, network_factory=factory, seed=0,
+                normalize_observations=True, num_evals=epochs + 1, num_eval_envs=hp["eval_envs"],
+                max_devices_per_host=1, network_factory=factory, seed=seed,
                 progress_fn=lambda step, metrics: progress.append((step, metrics)))
   brax_ppo.train(**kwargs)
-  sps = [m["training/sps"] for _, m in progress if "training/sps" in m]
-  return {"env_steps_per_s": float(sps[-1]) if sps else float("nan"),
+  sps = [float(m["training/sps"]) for _, m in progress if "training/sps" in m]
+  return {"env_steps_per_s": float(np.median(sps[2:])), "sps_per_epoch": sps,
           "final_eval_return": float(progress[-1][1]["eval/episode_reward"]),
           "env_steps": int(progress[-1][0])}
 
@@ -122,7 +133,10 @@ def main():
   parser.add_argument("--unroll", type=int, default=20)
   parser.add_argument("--minibatches", type=int, default=4)
   parser.add_argument("--epochs", type=int, default=4)
-  parser.add_argument("--iterations", type=int, default=6)
+  parser.add_argument("--iterations", type=int, default=8)
+  parser.add_argument("--brax_epochs", type=int, default=4,
+                      help="brax training epochs the iterations are split into (>= 3)")
+  parser.add_argument("--seeds", type=int, default=1)
   parser.add_argument("--episode_length", type=int, default=1000)
   parser.add_argument("--hidden", default="128,128")
   parser.add_argument("--eval_envs", type=int, default=16)
@@ -137,8 +151,15 @@ def main():
               episode_length=args.episode_length, eval_envs=args.eval_envs,
               value_obs_key="privileged_state" if name != "reacher" else "state")
     raw = raw_throughput(ours_env, args.num_envs, args.unroll)
-    ours = run_ours(ours_env, hp, args.iterations)
-    theirs = run_brax(brax_env, hp, args.iterations)
+    learner = make_ours(ours_env, hp, args.iterations)
+    ours_runs = [run_ours(learner, hp, args.iterations, seed) for seed in range(args.seeds)]
+    brax_runs = [run_brax(brax_env, hp, args.iterations, args.brax_epochs, seed)
+                 for seed in range(args.seeds)]
+    ours, theirs = dict(ours_runs[0]), dict(brax_runs[0])
+    for result, runs in ((ours, ours_runs), (theirs, brax_runs)):
+      returns = [r["final_eval_return"] for r in runs]
+      result.update(final_eval_return=float(np.mean(returns)), final_eval_returns=returns,
+                    final_eval_return_std=float(np.std(returns)))
     results["envs"][name] = {
         "hyperparameters": {k: v for k, v in hp.items()}, "iterations": args.iterations,
         "ours": ours, "brax": theirs, "raw_env_steps_per_s": raw,

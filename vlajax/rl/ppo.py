@@ -107,6 +107,7 @@ class Transition:
   """Rollout data, time-major f32[T, B, ...]."""
   obs: dict
   raw_action: jax.Array
+  log_prob: jax.Array    # of `raw_action` under the behaviour policy (its normalizer stats)
   reward: jax.Array
   done: jax.Array
   truncation: jax.Array
@@ -264,7 +265,8 @@ class Learner:
       done_stats = (done_stats[0] + jnp.sum(done * ep_return), done_stats[1] + jnp.sum(done * ep_length),
                     done_stats[2] + jnp.sum(done))
       transition = Transition(
-          obs=env_state.obs, raw_action=raw, reward=next_state.reward, done=done,
+          obs=env_state.obs, raw_action=raw, log_prob=dist.log_prob(mean, std, raw),
+          reward=next_state.reward, done=done,
           truncation=next_state.info["truncation"], final_obs=next_state.info["final_obs"],
           env_metrics=dict(next_state.metrics))
       ep_return = ep_return * (1.0 - done)
@@ -329,13 +331,11 @@ class Learner:
     advantages, returns, mask = gae_lib.gae(rewards, values, next_values, traj.done,
                                             traj.truncation, cfg.gamma, cfg.gae_lambda,
                                             cfg.bootstrap_on_timeout)
-    mean, std = self.networks.distribution(state.params, obs)
-    old_log_prob = dist.log_prob(mean, std, traj.raw_action)
 
     num_samples = cfg.num_envs * cfg.unroll_length
     flat = lambda x: jnp.reshape(x, (num_samples,) + x.shape[2:])
     data = jax.tree.map(flat, {"obs": traj.obs, "raw_action": traj.raw_action,
-                               "log_prob": old_log_prob, "advantage": advantages,
+                               "log_prob": traj.log_prob, "advantage": advantages,
                                "return": returns, "value": values, "mask": mask})
 
     lr = scheduled_lr(cfg, state.iteration, state.learning_rate)
