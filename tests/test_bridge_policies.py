@@ -107,24 +107,3 @@ def test_serve_policy_entry_point():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-
-
-def test_vla_loader_states_what_it_needs(monkeypatch):
-    import vlajax.vla  # pylint: disable=import-outside-toplevel
-    if hasattr(vlajax.vla, "load_policy"):
-        pytest.skip("vlajax.vla.load_policy exists; covered by the VLA tests")
-    with pytest.raises(NotImplementedError, match="vlajax.vla.load_policy is not available"):
-        policies.load_policy("vla", path="/nonexistent")
-    calls = {}
-
-    def fake_vla_load(path, **kwargs):  # the contract the `vla` loader expects from vlajax.vla
-        calls["path"] = path
-        spec = {"state": {"shape": [7], "dtype": "float32"}, "image": {"base": {"shape": [8, 8, 3], "dtype": "uint8"}}}
-        return (lambda obs: np.tile(obs["state"], (4, 1))), {"observation_spec": spec, "action_dim": 7,
-                                                             "chunk_length": 4, "control_hz": 10.0}
-
-    monkeypatch.setattr(vlajax.vla, "load_policy", fake_vla_load, raising=False)
-    served = policies.load_policy("vla", path="/ckpt")
-    assert calls["path"] == "/ckpt" and served.chunk_length == 4 and served.control_hz == 10.0
-    out = served.infer({"state": np.ones(7, np.float32), "image": {"base": np.zeros((8, 8, 3), np.uint8)}})
-    assert out["actions"].shape == (4, 7)
