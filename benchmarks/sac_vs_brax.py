@@ -4,7 +4,8 @@ For each env (default: our `cartpole` balance, episode length 200; also brax's M
   * brax SAC (`brax.training.agents.sac.train`) and ours (`vlajax.rl.sac`), same num_envs / batch /
     gradient updates per env step / replay size / min replay / lr / γ / τ / reward scaling /
     network sizes (ReLU, LayerNorm Q) / observation normalization / env steps;
-  * env steps/s of each after compilation, and the ratio ours / brax (goal ≥ 1);
+  * env steps/s of each after compilation, and the ratio ours / brax (goal ≥ 1); brax's is the
+    median of its `training/sps` over epochs 3.. of `--brax_epochs` (its first two may compile);
   * final deterministic evaluation return of each (goal: ours ≥ brax).
 
   python benchmarks/sac_vs_brax.py                              # CPU-sized default (cart-pole)
@@ -86,26 +87,29 @@ def run_ours(env, hp: dict) -> dict:
           "final_eval_return": ret, "env_steps": iterations * learner.env_steps_per_iteration}
 
 
-def run_brax(brax_env, hp: dict) -> dict:
+def run_brax(brax_env, hp: dict, epochs: int) -> dict:
   brax_adapter.install_device_put_replicated()
   from brax.training.agents.sac import networks as sac_networks  # pylint: disable=import-outside-toplevel
   from brax.training.agents.sac import train as brax_sac  # pylint: disable=import-outside-toplevel
   factory = functools.partial(sac_networks.make_sac_networks, hidden_layer_sizes=hp["hidden"],
                               q_network_layer_norm=True)
   progress = []
-  # num_evals=3: an evaluation before training and after each of two training epochs. brax's
-  # `training/sps` covers one epoch's training; the first includes compilation, so the last is used.
+  # num_evals = epochs + 1: an evaluation before training and after each training epoch. brax's
+  # `training/sps` covers one epoch; like its PPO, brax's pmapped epoch may compile on its first and
+  # second call, so the median over epochs 3.. is used.
+  if epochs < 3:
+    raise ValueError(f"--brax_epochs ({epochs}) must be >= 3")
   brax_sac.train(environment=brax_env, num_timesteps=hp["steps"],
                  episode_length=hp["episode_length"], num_envs=hp["num_envs"],
                  batch_size=hp["batch_size"], grad_updates_per_step=hp["grad_updates"],
                  max_replay_size=hp["replay"], min_replay_size=hp["min_replay"],
                  learning_rate=hp["lr"], discounting=hp["gamma"], tau=hp["tau"],
                  reward_scaling=hp["reward_scaling"], normalize_observations=True,
-                 num_evals=3, num_eval_envs=hp["eval_envs"], deterministic_eval=True,
+                 num_evals=epochs + 1, num_eval_envs=hp["eval_envs"], deterministic_eval=True,
                  max_devices_per_host=1, network_factory=factory, seed=0,
                  progress_fn=lambda step, metrics: progress.append((step, metrics)))
   sps = [m["training/sps"] for _, m in progress if "training/sps" in m]
-  return {"env_steps_per_s": float(sps[-1]) if sps else float("nan"),
+  return {"env_steps_per_s": float(np.median(sps[2:])), "sps_per_epoch": sps,
           "final_eval_return": float(progress[-1][1]["eval/episode_reward"]),
           "env_steps": int(progress[-1][0])}
 
@@ -123,6 +127,8 @@ def main():
   parser.add_argument("--episode_length", type=int, default=200)
   parser.add_argument("--hidden", default="64,64")
   parser.add_argument("--eval_envs", type=int, default=32)
+  parser.add_argument("--brax_epochs", type=int, default=4,
+                      help="brax training epochs the budget is split into (>= 3)")
   args = parser.parse_args()
   hidden = tuple(int(h) for h in args.hidden.split(","))
   results = {"device": str(jax.devices()[0].device_kind), "num_devices": jax.device_count(),
@@ -134,7 +140,7 @@ def main():
               min_replay=args.min_replay, lr=1e-3, gamma=0.99, tau=0.005, reward_scaling=1.0,
               hidden=hidden, episode_length=args.episode_length, eval_envs=args.eval_envs)
     ours = run_ours(ours_env, hp)
-    theirs = run_brax(brax_env, hp)
+    theirs = run_brax(brax_env, hp, args.brax_epochs)
     results["envs"][name] = {
         "hyperparameters": hp, "ours": ours, "brax": theirs,
         "ratio_steps_per_s_ours_over_brax": ours["env_steps_per_s"] / theirs["env_steps_per_s"],
