@@ -15,7 +15,8 @@ brax 0.14.2 calls `jax.device_put_replicated`, which current JAX removed; the on
 compiles on its first *and* second call (measured: epochs 1 and 2 take the same ~20 s on CPU, later
 epochs ~40× less), so brax's `training/sps` is taken as the median over epochs 3.. (`num_evals` =
 `--brax_epochs` + 1); ours compiles once (asserted in tests) and is timed after its first iteration.
-`--seeds=N` repeats both learners with N seeds and reports the mean final return (throughput from
+Ours runs with `bootstrap_on_timeout=False`, the same GAE as brax's (a truncated step is masked, not
+bootstrapped from the pre-reset observation). `--seeds=N` repeats both learners with N seeds and reports the mean final return (throughput from
 the first seed). brax's training wrapper
 caches the first state for auto-resets, so for our quadruped its DR draws are not re-drawn at
 reset (ours are): the physics cost per step is the same.
@@ -35,6 +36,7 @@ from vlajax import envs
 from vlajax.core import mesh as mesh_lib
 from vlajax.envs import brax_adapter, wrappers
 from vlajax.rl import ppo
+from progress_log import log
 
 
 def make_env(name: str, episode_length: int):
@@ -73,7 +75,9 @@ def make_ours(env, hp: dict, iterations: int) -> ppo.Learner:
                   gae_lambda=0.95, clip_eps=0.3, max_grad_norm=1.0, clip_value_loss=False,
                   policy_hidden=hp["hidden"], value_hidden=hp["hidden"],
                   episode_length=hp["episode_length"], num_iterations=iterations,
-                  value_obs_key=hp["value_obs_key"]))
+                  value_obs_key=hp["value_obs_key"],
+                  # brax masks truncated steps instead of bootstrapping from the final observation
+                  bootstrap_on_timeout=False))
   return ppo.Learner(env, cfg, mesh_lib.make_mesh({"data": -1}))
 
 
@@ -82,12 +86,15 @@ def run_ours(learner: ppo.Learner, hp: dict, iterations: int, seed: int = 0) -> 
   state = learner.init(jax.random.PRNGKey(seed))
   state, _ = learner.iteration(state)  # compiles on the first seed
   jax.block_until_ready(state)
+  log(f"ours seed {seed}: first iteration done")
   tic = time.perf_counter()
   for _ in range(iterations - 1):
     state, _ = learner.iteration(state)
   jax.block_until_ready(state)
   seconds = time.perf_counter() - tic
+  log(f"ours seed {seed}: {(iterations - 1) * learner.env_steps_per_iteration / seconds:.0f} env steps/s")
   ret = float(learner.evaluate(state, jax.random.PRNGKey(7), hp["eval_envs"])["eval/episode_return"])
+  log(f"ours seed {seed}: eval return {ret:.2f}")
   return {"env_steps_per_s": (iterations - 1) * learner.env_steps_per_iteration / seconds,
           "train_seconds": seconds, "final_eval_return": ret,
           "env_steps": iterations * learner.env_steps_per_iteration}
@@ -118,7 +125,9 @@ def run_brax(brax_env, hp: dict, iterations: int, epochs: int, seed: int = 0) ->
                 gae_lambda=0.95, clipping_epsilon=0.3, max_grad_norm=1.0,
                 normalize_observations=True, num_evals=epochs + 1, num_eval_envs=hp["eval_envs"],
                 max_devices_per_host=1, network_factory=factory, seed=seed,
-                progress_fn=lambda step, metrics: progress.append((step, metrics)))
+                progress_fn=lambda step, metrics: (progress.append((step, metrics)), log(
+                    f"brax seed {seed}: step {step} sps {metrics.get('training/sps', '-')} "
+                    f"eval {metrics.get('eval/episode_reward', '-')}")))
   brax_ppo.train(**kwargs)
   sps = [float(m["training/sps"]) for _, m in progress if "training/sps" in m]
   return {"env_steps_per_s": float(np.median(sps[2:])), "sps_per_epoch": sps,
@@ -150,11 +159,15 @@ def main():
               epochs=args.epochs, lr=3e-4, entropy=1e-2, gamma=0.97, hidden=hidden,
               episode_length=args.episode_length, eval_envs=args.eval_envs,
               value_obs_key="privileged_state" if name != "reacher" else "state")
-    raw = raw_throughput(ours_env, args.num_envs, args.unroll)
     learner = make_ours(ours_env, hp, args.iterations)
     ours_runs = [run_ours(learner, hp, args.iterations, seed) for seed in range(args.seeds)]
+    print(json.dumps({name: {"ours": ours_runs}}, default=float), flush=True)
     brax_runs = [run_brax(brax_env, hp, args.iterations, args.brax_epochs, seed)
                  for seed in range(args.seeds)]
+    print(json.dumps({name: {"brax": [{k: v for k, v in r.items()} for r in brax_runs]}},
+                     default=float), flush=True)
+    raw = raw_throughput(ours_env, args.num_envs, args.unroll)
+    log(f"raw env: {raw:.0f} env steps/s")
     ours, theirs = dict(ours_runs[0]), dict(brax_runs[0])
     for result, runs in ((ours, ours_runs), (theirs, brax_runs)):
       returns = [r["final_eval_return"] for r in runs]

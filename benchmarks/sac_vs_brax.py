@@ -30,6 +30,7 @@ from vlajax import envs
 from vlajax.core import mesh as mesh_lib
 from vlajax.envs import brax_adapter
 from vlajax.rl import sac
+from progress_log import log
 
 
 class _StateObsBrax(brax_adapter.BraxEnv):
@@ -76,11 +77,13 @@ def run_ours(env, hp: dict) -> dict:
   state, _ = learner.iteration(state)  # compile
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - tic
+  log(f"ours: first iteration done ({compile_s:.1f} s)")
   tic = time.perf_counter()
   for _ in range(iterations - 1):
     state, _ = learner.iteration(state)
   jax.block_until_ready(state)
   seconds = time.perf_counter() - tic
+  log(f"ours: {(iterations - 1) * learner.env_steps_per_iteration / seconds:.0f} env steps/s")
   ret = float(learner.evaluate(state, jax.random.PRNGKey(7), hp["eval_envs"])["eval/episode_return"])
   return {"env_steps_per_s": (iterations - 1) * learner.env_steps_per_iteration / seconds,
           "train_seconds": seconds, "first_iteration_seconds": compile_s,
@@ -107,7 +110,9 @@ def run_brax(brax_env, hp: dict, epochs: int) -> dict:
                  reward_scaling=hp["reward_scaling"], normalize_observations=True,
                  num_evals=epochs + 1, num_eval_envs=hp["eval_envs"], deterministic_eval=True,
                  max_devices_per_host=1, network_factory=factory, seed=0,
-                 progress_fn=lambda step, metrics: progress.append((step, metrics)))
+                 progress_fn=lambda step, metrics: (progress.append((step, metrics)), log(
+                     f"brax: step {step} sps {metrics.get('training/sps', '-')} "
+                     f"eval {metrics.get('eval/episode_reward', '-')}")))
   sps = [m["training/sps"] for _, m in progress if "training/sps" in m]
   return {"env_steps_per_s": float(np.median(sps[2:])), "sps_per_epoch": sps,
           "final_eval_return": float(progress[-1][1]["eval/episode_reward"]),
@@ -140,6 +145,7 @@ def main():
               min_replay=args.min_replay, lr=1e-3, gamma=0.99, tau=0.005, reward_scaling=1.0,
               hidden=hidden, episode_length=args.episode_length, eval_envs=args.eval_envs)
     ours = run_ours(ours_env, hp)
+    print(json.dumps({name: {"ours": ours}}, default=float), flush=True)
     theirs = run_brax(brax_env, hp, args.brax_epochs)
     results["envs"][name] = {
         "hyperparameters": hp, "ours": ours, "brax": theirs,

@@ -41,3 +41,22 @@ def test_gae_matches_python_loop(bootstrap):
   for e, g in zip(expected, got):
     np.testing.assert_allclose(np.asarray(g), e, rtol=1e-5, atol=1e-5)
   assert truncs.sum() > 0 and (dones - truncs).sum() > 0  # both kinds of episode end occur
+
+
+def test_without_timeout_bootstrap_next_values_at_episode_ends_are_ignored():
+  """PPO with `bootstrap_on_timeout=False` passes V(s_{t+1}) as the next row's values (shifted),
+  skipping the pass over the final observations: valid only if GAE ignores them at every end."""
+  rng = np.random.default_rng(1)
+  T, B = 23, 6
+  rewards, values, next_values = (rng.normal(size=(T, B)) for _ in range(3))
+  dones = (rng.random((T, B)) < 0.25).astype(np.float32)
+  truncs = dones * (rng.random((T, B)) < 0.5)
+  other = np.where(dones > 0, rng.normal(size=(T, B)) * 100.0, next_values)
+  a = gae(rewards, values, next_values, dones, truncs, 0.97, 0.95, False)
+  b = gae(rewards, values, other, dones, truncs, 0.97, 0.95, False)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  # With the bootstrap, the final observations' values matter at truncations.
+  c = gae(rewards, values, next_values, dones, truncs, 0.97, 0.95, True)
+  d = gae(rewards, values, other, dones, truncs, 0.97, 0.95, True)
+  assert not np.allclose(np.asarray(c[0]), np.asarray(d[0]))

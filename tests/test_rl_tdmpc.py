@@ -45,7 +45,7 @@ def test_mppi_finds_the_optimum_of_a_quadratic_cost():
   config = mppi.default_config()          # TD-MPC2's planner: 512 samples, 64 elites, 6 iterations
   horizon, action_size = 3, 2
   optimum = jnp.asarray([[0.6, -0.3], [-0.5, 0.2], [0.1, 0.8]])
-  score = lambda plans: -jnp.sum((plans - optimum) ** 2, axis=(1, 2))   # return = −cost
+  score = lambda plans, _: -jnp.sum((plans - optimum) ** 2, axis=(1, 2))   # return = −cost
 
   plan = jax.jit(lambda key, init: mppi.plan(config, key, score, init, explore=False))
   result = plan(jax.random.PRNGKey(0), jnp.zeros((horizon, action_size)))
@@ -55,7 +55,7 @@ def test_mppi_finds_the_optimum_of_a_quadratic_cost():
   # Batched over envs with different optima (vmapped, as the learner does).
   optima = jnp.stack([optimum, -optimum, 0.5 * optimum])
   batched = jax.jit(jax.vmap(lambda key, opt: mppi.plan(
-      config, key, lambda p: -jnp.sum((p - opt) ** 2, axis=(1, 2)),
+      config, key, lambda p, _: -jnp.sum((p - opt) ** 2, axis=(1, 2)),
       jnp.zeros((horizon, action_size)), explore=False).mean))
   means = batched(jax.random.split(jax.random.PRNGKey(1), 3), optima)
   np.testing.assert_allclose(np.asarray(means), np.asarray(optima), atol=0.05)
@@ -146,6 +146,41 @@ def test_planning_is_vmapped_and_warm_started(smoke4):
   assert float(jnp.max(jnp.abs(state.plan_mean))) > 0.0
   # The state keeps one signature (no weak types after a step): no recompiles.
   assert learner.iteration._cache_size() == 1  # pylint: disable=protected-access
+
+
+def _with_output_layer(params, head, **leaves):
+  """A copy of `params` with the output Dense layer of `head` given `leaves` (bias/kernel)."""
+  params = jax.tree.map(lambda x: x, params)
+  params[head]["params"]["Dense_2"].update(leaves)
+  return params
+
+
+def test_predicted_termination_ends_a_plans_return(smoke4):
+  """Episodic planning: after the first step into a latent the termination head marks terminal,
+  a plan earns no more reward or value; with no termination predicted the score is unchanged."""
+  learner, config = smoke4
+  assert config.tdmpc.episodic
+  bins = jnp.linspace(0.0, 3.0, config.tdmpc.num_bins)    # reward and Q heads start at zero: bias up
+  params = learner.model.init(jax.random.PRNGKey(0))
+  params = _with_output_layer(params, "reward", bias=bins)
+  params = _with_output_layer(params, "q", bias=jnp.broadcast_to(bins, (config.tdmpc.num_q,) + bins.shape))
+  z = learner.model.encode(params, jnp.ones(learner.obs_shape))
+  plans = jax.random.uniform(jax.random.PRNGKey(1), (5, config.tdmpc.horizon, learner.action_size),
+                             minval=-1, maxval=1)
+  key = jax.random.PRNGKey(2)
+  kernel = jnp.zeros_like(params["termination"]["params"]["Dense_2"]["kernel"])
+  score = lambda logit: learner.score_plans(
+      _with_output_layer(params, "termination", kernel=kernel, bias=jnp.full((1,), logit)),
+      z, plans, key)
+
+  first_reward = learner.model.reward(params, jnp.broadcast_to(z, (5,) + z.shape), plans[:, 0])
+  assert float(jnp.min(first_reward)) > 1.0
+  np.testing.assert_allclose(np.asarray(score(10.0)), np.asarray(first_reward), rtol=1e-5)
+  non_episodic = tdmpc.Learner(learner.env, ml_collections.ConfigDict(
+      dict(config.tdmpc.to_dict(), episodic=False)), learner.mesh)
+  np.testing.assert_allclose(np.asarray(score(-10.0)),
+                             np.asarray(non_episodic.score_plans(params, z, plans, key)), rtol=1e-5)
+  assert float(jnp.min(score(-10.0) - score(10.0))) > 1.0
 
 
 def test_one_vs_four_devices_match(smoke4):

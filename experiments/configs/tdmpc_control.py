@@ -3,11 +3,12 @@
 Names:
   quadruped  accelerator-scale Go1 joystick with TD-MPC2's defaults (latent 512, MLP 512, encoder
              256, 5 Q heads, batch 256, lr 3e-4, MPPI 6 × 512 samples / 64 elites / 24 prior plans,
-             horizon 3), 64 parallel envs.
+             horizon 3), 64 parallel envs; episodic (termination head: a fall ends the episode).
   cartpole   cart-pole balance (episode length 200, as PPO's `cartpole`) with a small model (latent
              32, MLP 64) and a reduced planner (6 iterations × 128 samples, 16 elites, 8 prior
-             plans), 1 gradient update per env step (TD-MPC2's ratio), CPU-sized.
-  smoke      a few tiny iterations on cart-pole, for tests.
+             plans), 1 gradient update per env step (TD-MPC2's ratio), CPU-sized. Not episodic:
+             with the termination head planning scored lower here (BENCHMARKS.md).
+  smoke      a few tiny iterations on cart-pole, for tests (episodic, to cover the termination head).
 
 Env physics/task config (`config.env`) and learner config (`config.tdmpc`, planner in
 `config.tdmpc.mppi`) are separate; any key can be overridden on the command line, e.g.
@@ -45,7 +46,7 @@ def _quadruped() -> ml_collections.ConfigDict:
   config = _base("quadruped_joystick")
   config.tdmpc.update(dict(num_envs=64, batch_size=256, grad_updates_per_step=16,
                            steps_per_iteration=50, num_iterations=300, episode_length=1000,
-                           replay_capacity=1_000_000))
+                           replay_capacity=1_000_000, episodic=True))
   config.run.update(dict(eval_every=20, num_eval_envs=64, checkpoint_every=20))
   return config
 
@@ -72,6 +73,7 @@ def _smoke() -> ml_collections.ConfigDict:
                            min_replay=32, steps_per_iteration=8, num_iterations=6,
                            episode_length=50, latent_dim=16, mlp_dim=16, enc_dim=16))
   config.tdmpc.mppi.update(dict(num_samples=16, num_elites=4, num_prior_samples=4, iterations=2))
+  config.tdmpc.episodic = True
   config.tdmpc.plan_during_eval = False   # a cheaper evaluation program (planning is tested directly)
   config.run.update(dict(eval_every=3, num_eval_envs=4, checkpoint_every=2))
   return config

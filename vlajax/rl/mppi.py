@@ -6,7 +6,8 @@ mean/std to their softmax-weighted statistics with weights exp(temperature · (s
 (TD-MPC2's form of the MPPI weighting). The executed action is the first step of one elite, drawn
 with probability proportional to its weight, plus exploration noise with the final std.
 
-Shapes: plans `f32[horizon, action_size]` in [-1, 1]; `score_fn(plans: f32[n, H, A]) -> f32[n]`;
+Shapes: plans `f32[horizon, action_size]` in [-1, 1]; `score_fn(plans: f32[n, H, A], key) -> f32[n]`
+(`key` fresh per iteration, for stochastic scores such as TD-MPC's random pair of Q heads);
 `prior_plans: f32[num_prior, H, A]`.
 """
 from __future__ import annotations
@@ -58,7 +59,7 @@ def shift(mean: jax.Array) -> jax.Array:
   return jnp.concatenate([mean[1:], jnp.zeros_like(mean[:1])], axis=0)
 
 
-def plan(config: ml_collections.ConfigDict, rng: jax.Array, score_fn: Callable[[jax.Array], jax.Array],
+def plan(config: ml_collections.ConfigDict, rng: jax.Array, score_fn: Callable[[jax.Array, jax.Array], jax.Array],
          init_mean: jax.Array, prior_plans: jax.Array | None = None, explore: bool = True) -> Plan:
   """Runs `config.iterations` MPPI iterations from `init_mean: f32[H, A]`."""
   horizon, action_size = init_mean.shape
@@ -67,11 +68,12 @@ def plan(config: ml_collections.ConfigDict, rng: jax.Array, score_fn: Callable[[
 
   def iteration(carry, key):
     mean, std, _ = carry
-    noise = jax.random.normal(key, (num_noisy, horizon, action_size))
+    k_noise, k_score = jax.random.split(key)
+    noise = jax.random.normal(k_noise, (num_noisy, horizon, action_size))
     plans = jnp.clip(mean[None] + std[None] * noise, -1.0, 1.0)
     if num_prior:
       plans = jnp.concatenate([prior_plans, plans], axis=0)
-    scores = score_fn(plans)
+    scores = score_fn(plans, k_score)
     scores = jnp.where(jnp.isfinite(scores), scores, -jnp.inf)
     elite_scores, elite_idx = jax.lax.top_k(scores, config.num_elites)
     elites = plans[elite_idx]

@@ -324,9 +324,15 @@ class Learner:
     if cfg.normalize_observations:
       obs_stats = running_stats.update(obs_stats, traj.obs)
     obs = self._normalize(obs_stats, traj.obs)
-    final_obs = self._normalize(obs_stats, traj.final_obs)
+    final_obs = self._normalize(obs_stats, traj.final_obs) if cfg.bootstrap_on_timeout else None
     values = self.networks.value_fn(state.params, obs)
-    next_values = self.networks.value_fn(state.params, final_obs)
+    if cfg.bootstrap_on_timeout:   # V of the true next observation (before any auto-reset)
+      next_values = self.networks.value_fn(state.params, final_obs)
+    else:
+      # GAE then ignores the next value wherever an episode ended, and elsewhere s_{t+1} is the
+      # next row's observation: one value pass over the batch instead of two (as brax does).
+      last = self.networks.value_fn(state.params, self._normalize(obs_stats, env_state.obs))
+      next_values = jnp.concatenate([values[1:], last[None]], axis=0)
     rewards = traj.reward * cfg.reward_scaling
     advantages, returns, mask = gae_lib.gae(rewards, values, next_values, traj.done,
                                             traj.truncation, cfg.gamma, cfg.gae_lambda,

@@ -7,6 +7,7 @@ Model (Hansen et al. 2024), all in a latent space z with SimNorm (softmax over g
   reward     r̂ = R(z, a)              logits over two-hot bins (symlog, 101 bins on [-10, 10])
   Q heads    Q_i(z, a), i < 5         logits over the same bins; dropout on the first layer
   prior      π(z)                     tanh-Gaussian, log-std squashed into [log_std_min, log_std_max]
+  termination T(z')                   logit that the step into z' ended the episode (`episodic` only)
 
 Training on windows of `horizon` consecutive steps of one episode (`replay.sample_windows`),
 unrolling the dynamics from the first encoded observation, with per-step weights ρ^t:
@@ -15,15 +16,17 @@ unrolling the dynamics from the first encoded observation, with per-step weights
   reward       Σ_t ρ^t CE(R(z_t, a_t), r_t) / H
   value        Σ_t ρ^t Σ_i CE(Q_i(z_t, a_t), r_t + γ (1 − terminal_t) min_{2 random j} Q̄_j(z'_{t}, π(z'_{t}))) / (H·5)
                with z'_t = sg(h(o_{t+1})) (the true last observation at an episode end)
-  total        20·consistency + 0.1·reward + 0.1·value   (encoder lr × 0.3, grad clip 20)
+  termination  Σ_t BCE(T(d(z_t, a_t)), terminal_t) / H                       (`episodic` only)
+  total        20·consistency + 0.1·reward + 0.1·value [+ 1·termination]  (encoder lr × 0.3, grad clip 20)
   prior        Σ_{t≤H} ρ^t (α log π(a|z_t) − Q_avg(z_t, a) / S) / (H+1), a ~ π(z_t), over the H + 1
                rollout latents (detached); S ← S + 0.01 (max(p95 − p5 of Q_avg(z_0, ·), 1) − S), S₀ = 1
 
 Acting plans with MPPI (`vlajax.rl.mppi`) from the encoded observation, vmapped over the env
 batch: candidate plans are scored by Σ_t γ^t R̂ + γ^H Q_avg(z_H, π(z_H)); 24 of the 512 candidates
 are rollouts of the prior; the previous plan mean, shifted one step, warm-starts the next step
-(reset to zero when an env starts a new episode). Terminations are used in the value target only
-(no termination head in the planner).
+(reset to zero when an env starts a new episode). With `episodic=True` (TD-MPC2's setting for
+tasks that terminate, e.g. a fallen pole or robot) a plan stops accruing reward and value after its
+first predicted termination (T > 0): without it, plans that fall score like plans that do not.
 
 The env batch and the replay columns are sharded over mesh axis `data`; parameters and optimizer
 states are replicated; the program is written over the global batch (same math on 1 or N devices).
@@ -83,6 +86,8 @@ def default_config() -> ml_collections.ConfigDict:
       "dropout": 0.01,
       "simnorm_dim": 8,
       "q_scale_tau": 0.01,
+      "episodic": False,              # termination head, used in planning (tasks that terminate)
+      "termination_coef": 1.0,
       "obs_key": "state",
       "normalize_observations": False,  # TD-MPC2 uses raw state observations
       "plan_during_training": True,     # False: act with the policy prior
@@ -181,6 +186,7 @@ class WorldModel:
     self.dynamics = NormedMLP((mlp, mlp), latent, simnorm_group=g)
     self.reward_head = NormedMLP((mlp, mlp), config.num_bins, zero_out=True)
     self.pi_head = NormedMLP((mlp, mlp), 2 * action_size)
+    self.termination_head = NormedMLP((mlp, mlp), 1) if config.episodic else None
     # One Q head module; the ensemble is its parameters stacked on a leading axis of size num_q,
     # so a random pair of heads can be evaluated without running all of them.
     self.q_head = NormedMLP((mlp, mlp), config.num_bins, dropout=config.dropout, zero_out=True)
@@ -188,14 +194,18 @@ class WorldModel:
                                   zero_out=True, train=True)  # same parameters, dropout on
 
   def init(self, rng: jax.Array) -> dict:
-    keys = jax.random.split(rng, 5)
+    keys = jax.random.split(rng, 6)
     obs = jnp.zeros((self.obs_size,))
     z = jnp.zeros((self.config.latent_dim,))
     za = jnp.zeros((self.config.latent_dim + self.action_size,))
-    return {"encoder": self.encoder.init(keys[0], obs), "dynamics": self.dynamics.init(keys[1], za),
-            "reward": self.reward_head.init(keys[2], za), "pi": self.pi_head.init(keys[3], z),
-            "q": jax.vmap(lambda k: self.q_head.init(k, za))(
-                jax.random.split(keys[4], self.config.num_q))}
+    params = {"encoder": self.encoder.init(keys[0], obs),
+              "dynamics": self.dynamics.init(keys[1], za),
+              "reward": self.reward_head.init(keys[2], za), "pi": self.pi_head.init(keys[3], z),
+              "q": jax.vmap(lambda k: self.q_head.init(k, za))(
+                  jax.random.split(keys[4], self.config.num_q))}
+    if self.termination_head is not None:
+      params["termination"] = self.termination_head.init(keys[5], z)
+    return params
 
   def encode(self, params, obs: jax.Array) -> jax.Array:
     return self.encoder.apply(params["encoder"], obs)
@@ -208,6 +218,10 @@ class WorldModel:
 
   def reward(self, params, z: jax.Array, a: jax.Array) -> jax.Array:
     return self.bins.decode(self.reward_logits(params, z, a))
+
+  def termination_logit(self, params, z: jax.Array) -> jax.Array:
+    """Logit that the transition into latent `z: f32[..., L]` ended the episode: f32[...]."""
+    return self.termination_head.apply(params["termination"], z)[..., 0]
 
   def q_logits(self, q_params, z: jax.Array, a: jax.Array, dropout_rng=None) -> jax.Array:
     """Logits of every head in `q_params`: f32[heads, ..., num_bins]; dropout iff `dropout_rng`."""
@@ -328,11 +342,35 @@ class Learner:
       return obs
     return running_stats.normalize(stats, {"obs": obs})["obs"]
 
+  def score_plans(self, params, z: jax.Array, plans: jax.Array, rng: jax.Array) -> jax.Array:
+    """Model return of `plans: f32[n, H, A]` from latent `z: f32[L]`: f32[n].
+
+    Σ_t γ^t R̂(z_t, a_t) + γ^H Q_avg(z_H, π(z_H)) over two random Q heads; with `episodic`, the
+    terms after the first step into a latent with T(z) > 0 are dropped.
+    """
+    model, gamma = self.model, self.gamma
+    latent = jnp.broadcast_to(z, (plans.shape[0],) + z.shape)
+
+    def step(carry, action):
+      latent, ret, disc, alive = carry          # alive: no termination predicted so far
+      ret = ret + disc * alive * model.reward(params, latent, action)
+      latent = model.next(params, latent, action)
+      if self.config.episodic:
+        alive = alive * (model.termination_logit(params, latent) <= 0.0)
+      return (latent, ret, disc * gamma, alive), None
+
+    zero, one = jnp.zeros(plans.shape[:1]), jnp.ones(plans.shape[:1])
+    (latent, ret, disc, alive), _ = jax.lax.scan(step, (latent, zero, jnp.ones(()), one),
+                                                 jnp.swapaxes(plans, 0, 1))
+    k_pi, k_q = jax.random.split(rng)
+    action, _ = model.pi(params, latent, k_pi)
+    return ret + disc * alive * jnp.mean(model.q_pair(params["q"], latent, action, k_q), axis=0)
+
   def plan_one(self, params, z: jax.Array, init_mean: jax.Array, rng: jax.Array,
                explore: bool) -> mppi.Plan:
     """MPPI from one latent `z: f32[L]`, warm-started at `init_mean: f32[H, A]`."""
-    cfg, model, gamma = self.config, self.model, self.gamma
-    k_prior, k_score, k_plan = jax.random.split(rng, 3)
+    cfg, model = self.config, self.model
+    k_prior, k_plan = jax.random.split(rng)
 
     def prior_plans(key):
       def step(latent, k):
@@ -343,21 +381,7 @@ class Learner:
       _, actions = jax.lax.scan(step, latents, keys)          # [H, P, A]
       return jnp.swapaxes(actions, 0, 1)
 
-    def score(plans):                                         # [n, H, A] -> [n]
-      latent = jnp.broadcast_to(z, (plans.shape[0],) + z.shape)
-
-      def step(carry, action):
-        latent, ret, disc = carry
-        ret = ret + disc * model.reward(params, latent, action)
-        return (model.next(params, latent, action), ret, disc * gamma), None
-
-      zero = jnp.zeros(plans.shape[:1])
-      (latent, ret, disc), _ = jax.lax.scan(step, (latent, zero, jnp.ones(())),
-                                            jnp.swapaxes(plans, 0, 1))
-      k_pi, k_q = jax.random.split(k_score)
-      action, _ = model.pi(params, latent, k_pi)
-      return ret + disc * jnp.mean(model.q_pair(params["q"], latent, action, k_q), axis=0)
-
+    score = lambda plans, key: self.score_plans(params, z, plans, key)
     prior = prior_plans(k_prior) if cfg.mppi.num_prior_samples else None
     return mppi.plan(cfg.mppi, k_plan, score, init_mean, prior, explore=explore)
 
@@ -410,9 +434,14 @@ class Learner:
     total = (cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss
              + cfg.value_coef * value_loss)
     metrics = {"loss/consistency": consistency, "loss/reward": reward_loss,
-               "loss/value": value_loss, "loss/model": total,
-               "tdmpc/td_target": avg(jnp.mean(td_target, axis=0)),
+               "loss/value": value_loss, "tdmpc/td_target": avg(jnp.mean(td_target, axis=0)),
                "tdmpc/valid_windows": jnp.mean(weight)}
+    if cfg.episodic:
+      bce = optax.sigmoid_binary_cross_entropy(model.termination_logit(params, z_pred),
+                                               batch["terminal"])                 # [H, k, N]
+      metrics["loss/termination"] = sum(avg(bce[t]) for t in range(H)) / H
+      total = total + cfg.termination_coef * metrics["loss/termination"]
+    metrics["loss/model"] = total
     # The prior trains on every rollout latent, the last predicted one included (H + 1 of them).
     all_zs = jnp.concatenate([zs, z_pred[-1:]], axis=0)
     return total, (jax.lax.stop_gradient(all_zs), metrics)
