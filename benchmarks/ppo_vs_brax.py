@@ -15,11 +15,11 @@ brax 0.14.2 calls `jax.device_put_replicated`, which current JAX removed; the on
 compiles on its first *and* second call (measured: epochs 1 and 2 take the same ~20 s on CPU, later
 epochs ~40× less), so brax's `training/sps` is taken as the median over epochs 3.. (`num_evals` =
 `--brax_epochs` + 1); ours compiles once (asserted in tests) and is timed after its first iteration.
-Ours runs with `bootstrap_on_timeout=False`, the same GAE as brax's (a truncated step is masked, not
-bootstrapped from the pre-reset observation). `--seeds=N` repeats both learners with N seeds and reports the mean final return (throughput from
-the first seed). brax's training wrapper
-caches the first state for auto-resets, so for our quadruped its DR draws are not re-drawn at
-reset (ours are): the physics cost per step is the same.
+Ours runs with `bootstrap_on_timeout=False`, the same GAE as brax's (a truncated step is masked,
+not bootstrapped from the pre-reset observation). `--seeds=N` repeats both learners with N seeds
+and reports the means over seeds of the final return and of env steps/s (per-seed values are kept
+in the JSON). Auto-reset: brax's training wrapper restarts every env from its one cached first
+state; ours from a pool of fresh draws (new key, new DR draw) redrawn once per rollout.
 """
 from __future__ import annotations
 
@@ -50,8 +50,9 @@ def make_env(name: str, episode_length: int):
 
 
 def raw_throughput(env, num_envs: int, steps: int) -> float:
-  """Env steps/s of jitted, vmapped `step` (episode + auto-reset wrappers) with random actions."""
-  train_env = wrappers.wrap_for_training(env, episode_length=1000)
+  """Env steps/s of jitted, vmapped `step` (episode + auto-reset wrappers, the reset pool redrawn
+  every `steps` steps as in the learner's rollouts) with random actions."""
+  train_env = wrappers.wrap_for_training(env, episode_length=1000, reset_refresh=steps)
   state = jax.jit(train_env.reset)(jax.random.split(jax.random.PRNGKey(0), num_envs))
 
   @jax.jit
@@ -171,8 +172,10 @@ def main():
     ours, theirs = dict(ours_runs[0]), dict(brax_runs[0])
     for result, runs in ((ours, ours_runs), (theirs, brax_runs)):
       returns = [r["final_eval_return"] for r in runs]
+      sps = [r["env_steps_per_s"] for r in runs]
       result.update(final_eval_return=float(np.mean(returns)), final_eval_returns=returns,
-                    final_eval_return_std=float(np.std(returns)))
+                    final_eval_return_std=float(np.std(returns)),
+                    env_steps_per_s=float(np.mean(sps)), env_steps_per_s_per_seed=sps)
     results["envs"][name] = {
         "hyperparameters": {k: v for k, v in hp.items()}, "iterations": args.iterations,
         "ours": ours, "brax": theirs, "raw_env_steps_per_s": raw,

@@ -72,17 +72,41 @@ def test_truncation_and_fresh_auto_reset(batched):
   assert np.all(np.abs(new_qpos[:, 1]) <= 0.1 + 1e-6)  # within the reset distribution
 
 
+def test_reset_pool_is_redrawn_every_k_steps(cartpole):
+  """`reset_refresh=K`: finished envs start from the pool's fresh draw, redrawn every K steps."""
+  env = wrappers.wrap_for_training(cartpole, episode_length=7, reset_refresh=5)
+  reset, step = jax.jit(env.reset), jax.jit(env.step)
+  state = reset(jax.random.split(jax.random.PRNGKey(4), 6))
+  pool_qpos = lambda s: np.asarray(s.info["reset_pool"]["data"].qpos)
+  pools, restarts = [pool_qpos(state)], 0
+  assert not np.allclose(pools[0], np.asarray(state.data.qpos))   # the pool is a separate draw
+  for _ in range(14):
+    state = step(state, jnp.zeros((6, 1)))
+    pools.append(pool_qpos(state))
+    done = np.asarray(state.done) > 0
+    restarts += done.sum()
+    np.testing.assert_array_equal(np.asarray(state.data.qpos)[done], pools[-1][done])
+    np.testing.assert_array_equal(np.asarray(state.obs["state"])[done],
+                                  np.asarray(state.info["reset_pool"]["obs"]["state"])[done])
+  assert restarts >= 12                            # every env hit the time limit at steps 7 and 14
+  redrawn = [t for t in range(1, 15) if not np.array_equal(pools[t], pools[t - 1])]
+  assert redrawn == [6, 11], redrawn               # before stepping, once 5 steps have passed
+  with pytest.raises(ValueError, match="reset_refresh"):
+    wrappers.wrap_for_training(cartpole, episode_length=7, reset_refresh=0)
+
+
 def test_action_repeat_sums_rewards(cartpole):
   once = wrappers.VmapWrapper(wrappers.EpisodeWrapper(cartpole, 100, action_repeat=1))
   thrice = wrappers.VmapWrapper(wrappers.EpisodeWrapper(cartpole, 100, action_repeat=3))
   keys = jax.random.split(jax.random.PRNGKey(3), 2)
   action = jnp.full((2, 1), 0.5)
-  s1 = once.reset(keys)
+  s1 = jax.jit(once.reset)(keys)
+  step_once = jax.jit(once.step)
   rewards = []
   for _ in range(3):
-    s1 = once.step(s1, action)
+    s1 = step_once(s1, action)
     rewards.append(s1.reward)
-  s3 = thrice.step(thrice.reset(keys), action)
+  s3 = jax.jit(thrice.step)(jax.jit(thrice.reset)(keys), action)
   np.testing.assert_allclose(s3.data.qpos, s1.data.qpos, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(s3.reward, sum(rewards), rtol=1e-5)
   assert int(s3.info["steps"][0]) == 1

@@ -58,7 +58,7 @@ def test_two_processes_train_together(tmp_path):
 
 def test_killed_run_resumes_to_identical_params(tmp_path):
   killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
-  num_iterations = 40
+  num_iterations = 24
   cmd = [sys.executable, "-m", "experiments.ppo_locomotion",
          "--config=experiments/configs/ppo_locomotion.py:smoke",
          f"--config.workdir={killed_dir}", f"--config.ppo.num_iterations={num_iterations}",

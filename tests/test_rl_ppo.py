@@ -26,6 +26,12 @@ def _learner(name, devices=None, **ppo_overrides):
   return ppo.Learner(env, config.ppo, mesh), config
 
 
+@pytest.fixture(scope="module")
+def smoke_learners():
+  """The smoke learner on 1 and on 4 devices, compiled once for the tests of this module."""
+  return {n: _learner("smoke", devices=jax.devices()[:n]) for n in (1, 4)}
+
+
 def test_ppo_solves_cartpole():
   learner, config = _learner("cartpole")
   state = learner.init(jax.random.PRNGKey(0))
@@ -41,11 +47,11 @@ def test_ppo_solves_cartpole():
     assert key in metrics
 
 
-def test_one_vs_four_devices_match():
+def test_one_vs_four_devices_match(smoke_learners):
   assert jax.device_count() >= 4
   results = []
-  for devices in (jax.devices()[:1], jax.devices()[:4]):
-    learner, _ = _learner("smoke", devices=devices)
+  for num_devices in (1, 4):
+    learner, _ = smoke_learners[num_devices]
     state = learner.init(jax.random.PRNGKey(3))
     losses = []
     for _ in range(3):
@@ -53,7 +59,7 @@ def test_one_vs_four_devices_match():
       losses.append(float(metrics["loss/total"]))
     results.append((losses, jax.device_get(state.params)))
     assert learner.iteration._cache_size() == 1  # the state keeps one signature: no recompiles
-    if len(devices) == 4:
+    if num_devices == 4:
       assert len(state.env_state.obs["state"].sharding.device_set) == 4
   np.testing.assert_allclose(results[0][0], results[1][0], rtol=2e-4, atol=1e-5)
   for a, b in zip(jax.tree.leaves(results[0][1]), jax.tree.leaves(results[1][1])):
@@ -76,12 +82,13 @@ def test_lr_schedules_and_adaptive_kl():
     ppo.validate(cfg, 1)
 
 
-def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
-  good, config = _learner("smoke")
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, smoke_learners):
+  good, config = smoke_learners[4]
+  config = config.copy_and_resolve_references()    # the fixture is shared
   config.run.checkpoint_every = 1
   loop.train(good, config.run, tmp_path, num_iterations=2, stream=None)
   # Continue the same run with a learning rate that overflows the parameters at the first update.
-  bad, _ = _learner("smoke", learning_rate=1e35)
+  bad, _ = _learner("smoke", devices=jax.devices()[:4], learning_rate=1e35)
   with pytest.raises(loop.NonFiniteLossError, match="non-finite loss .* iteration 3"):
     loop.train(bad, config.run, tmp_path, num_iterations=10, stream=None)
   checkpointer = Checkpointer(tmp_path / "checkpoints")
@@ -102,3 +109,7 @@ def test_bad_config_key_names_the_key():
     envs.make("cartpole", bogus_key=1)
   with pytest.raises(KeyError, match="no_such_env"):
     envs.make("no_such_env")
+  bad = ppo.default_config()
+  bad.reset_refresh = 0
+  with pytest.raises(ValueError, match="ppo.reset_refresh"):
+    ppo.validate(bad, 1)

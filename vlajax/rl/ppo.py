@@ -63,6 +63,7 @@ def default_config() -> ml_collections.ConfigDict:
       "normalize_advantages": True,
       "normalize_observations": True,
       "bootstrap_on_timeout": True,
+      "reset_refresh": -1,         # auto-reset pool redrawn every N env steps; < 0: unroll_length
       "reward_scaling": 1.0,
       "policy_hidden": (512, 256, 128),
       "value_hidden": (512, 256, 128),
@@ -85,6 +86,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if samples % config.num_minibatches:
     raise ValueError(f"ppo.num_minibatches ({config.num_minibatches}) must divide "
                      f"num_envs × unroll_length ({samples})")
+  if config.reset_refresh == 0:
+    raise ValueError("ppo.reset_refresh (0) must be >= 1 (env steps between redraws of the "
+                     "auto-reset pool) or < 0 (once per rollout)")
 
 
 @struct.dataclass
@@ -191,7 +195,9 @@ class Learner:
     validate(config, self.num_devices)
     self.config = config
     self.env = env
-    self.train_env = wrappers.wrap_for_training(env, config.episode_length, config.action_repeat)
+    self.train_env = wrappers.wrap_for_training(
+        env, config.episode_length, config.action_repeat,
+        reset_refresh=config.unroll_length if config.reset_refresh < 0 else config.reset_refresh)
     self.eval_env = wrappers.VmapWrapper(
         wrappers.EpisodeWrapper(env, config.episode_length, config.action_repeat))
     self.obs_sizes = env.observation_size

@@ -21,6 +21,10 @@ unrolling the dynamics from the first encoded observation, with per-step weights
   prior        Σ_{t≤H} ρ^t (α log π(a|z_t) − Q_avg(z_t, a) / S) / (H+1), a ~ π(z_t), over the H + 1
                rollout latents (detached); S ← S + 0.01 (max(p95 − p5 of Q_avg(z_0, ·), 1) − S), S₀ = 1
 
+Learning starts once `min_replay` seed transitions (uniform random actions) are stored, with
+`pretrain_updates` updates on them (TD-MPC2: as many as there are seed steps), then
+`grad_updates_per_step` per batched env step.
+
 Acting plans with MPPI (`vlajax.rl.mppi`) from the encoded observation, vmapped over the env
 batch: candidate plans are scored by Σ_t γ^t R̂ + γ^H Q_avg(z_H, π(z_H)); 24 of the 512 candidates
 are rollouts of the prior; the previous plan mean, shifted one step, warm-starts the next step
@@ -63,6 +67,7 @@ def default_config() -> ml_collections.ConfigDict:
       "grad_updates_per_step": 16,    # gradient steps per batched env step
       "replay_capacity": 1_000_000,
       "min_replay": -1,               # seed transitions (random actions); < 0: max(1000, 5·L)
+      "pretrain_updates": -1,         # updates on the seed data when learning starts; < 0: min_replay
       "learning_rate": 3e-4,
       "encoder_lr_scale": 0.3,
       "max_grad_norm": 20.0,
@@ -109,6 +114,11 @@ def min_replay_for(config: ml_collections.ConfigDict) -> int:
   return int(max(1000, 5 * config.episode_length))
 
 
+def seed_transitions(config: ml_collections.ConfigDict) -> int:
+  """Random-action transitions stored before learning starts (enough for one batch of windows)."""
+  return max(min_replay_for(config), config.batch_size * config.horizon)
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError naming the offending key for inconsistent learner settings."""
   if config.num_envs % num_devices:
@@ -120,6 +130,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if config.replay_capacity % config.num_envs:
     raise ValueError(f"tdmpc.replay_capacity ({config.replay_capacity}) must be a multiple of "
                      f"tdmpc.num_envs ({config.num_envs})")
+  if config.replay_capacity < seed_transitions(config) + config.num_envs:
+    raise ValueError(f"tdmpc.replay_capacity ({config.replay_capacity}) must exceed the seed data "
+                     f"({seed_transitions(config)} transitions) by at least num_envs "
+                     f"({config.num_envs})")
   if config.latent_dim % config.simnorm_dim:
     raise ValueError(f"tdmpc.latent_dim ({config.latent_dim}) must be a multiple of "
                      f"tdmpc.simnorm_dim ({config.simnorm_dim})")
@@ -288,7 +302,9 @@ class Learner:
     self.action_size = env.action_size
     self.model = WorldModel(config, self.obs_shape[0], self.action_size)
     self.gamma = discount_for(config)
-    self.min_replay = max(min_replay_for(config), config.batch_size * config.horizon)
+    self.min_replay = seed_transitions(config)
+    self.pretrain_updates = (self.min_replay if config.pretrain_updates < 0
+                             else int(config.pretrain_updates))
     self.per_env_batch = config.batch_size // config.num_envs
     self.model_opt = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
                                  optax.adam(config.learning_rate))
@@ -488,21 +504,27 @@ class Learner:
                     "grad_norm/model": optax.global_norm(grads)})
     return (params, target_q, {"model": model_opt, "pi": pi_opt}, q_scale, num_updates + 1), metrics
 
-  def _learn(self, parts, stats, replay, rng):
-    def body(parts, key):
-      k_sample, k_update = jax.random.split(key)
+  def _learn(self, parts, stats, replay, rng, num_updates: jax.Array, template: dict):
+    """`num_updates` (traced i32[]) gradient updates; returns the parts and the mean metrics."""
+    def body(i, carry):
+      parts, sums = carry
+      k_sample, k_update = jax.random.split(jax.random.fold_in(rng, i))
       batch, valid = replay_lib.sample_windows(replay, k_sample, self.per_env_batch,
                                                self.config.horizon)
-      return self._update(parts, batch, valid, stats, k_update)
-    parts, metrics = jax.lax.scan(body, parts, jax.random.split(rng, self.config.grad_updates_per_step))
-    return parts, jax.tree.map(jnp.mean, metrics)
+      parts, metrics = self._update(parts, batch, valid, stats, k_update)
+      return parts, jax.tree.map(jnp.add, sums, metrics)
+    parts, sums = jax.lax.fori_loop(0, num_updates, body, (parts, template))
+    return parts, jax.tree.map(lambda x: x / jnp.maximum(num_updates, 1), sums)
 
   def _iteration(self, state: TrainState) -> tuple[TrainState, dict]:
     cfg = self.config
     parts0 = (state.params, state.target_q, state.opt_state, state.q_scale, state.num_updates)
+    batch0, valid0 = jax.eval_shape(
+        lambda r, k: replay_lib.sample_windows(r, k, self.per_env_batch, cfg.horizon),
+        state.replay, state.rng)
     template = jax.tree.map(
         lambda s: jnp.zeros(s.shape, s.dtype),
-        jax.eval_shape(self._learn, parts0, state.obs_stats, state.replay, state.rng)[1])
+        jax.eval_shape(self._update, parts0, batch0, valid0, state.obs_stats, state.rng)[1])
     rng, k_steps = jax.random.split(state.rng)
 
     def env_step(carry, key):
@@ -510,6 +532,9 @@ class Learner:
       params = parts[0]
       k_act, k_learn = jax.random.split(key)
       learning = replay.num_transitions >= self.min_replay
+      # TD-MPC2 pretrains on the seed data when learning starts, then does its per-step updates.
+      first = learning & (replay.num_transitions - cfg.num_envs < self.min_replay)
+      num_updates = jnp.where(first, self.pretrain_updates, cfg.grad_updates_per_step)
       obs = env_state.obs[cfg.obs_key]
 
       def policy_action():
@@ -530,8 +555,9 @@ class Learner:
       if cfg.normalize_observations:
         stats = running_stats.update(stats, {"obs": obs})
       plan_mean = jnp.where(done[:, None, None] > 0, 0.0, new_mean)
-      parts, metrics = jax.lax.cond(learning, lambda: self._learn(parts, stats, replay, k_learn),
-                                    lambda: (parts, template))
+      parts, metrics = jax.lax.cond(
+          learning, lambda: self._learn(parts, stats, replay, k_learn, num_updates, template),
+          lambda: (parts, template))
       ep_return, ep_length, done_stats = loop.track_episodes(ep_return, ep_length, done_stats,
                                                              next_state.reward, done)
       carry = (parts, stats, replay, next_state, plan_mean, ep_return, ep_length, done_stats)
