@@ -165,7 +165,7 @@ def main():
     print(json.dumps({name: {"ours": ours_runs}}, default=float), flush=True)
     brax_runs = [run_brax(brax_env, hp, args.iterations, args.brax_epochs, seed)
                  for seed in range(args.seeds)]
-    print(json.dumps({name: {"brax": [{k: v for k, v in r.items()} for r in brax_runs]}},
+    print(json.dumps({name: {"brax": brax_runs}},
                      default=float), flush=True)
     raw = raw_throughput(ours_env, args.num_envs, args.unroll)
     log(f"raw env: {raw:.0f} env steps/s")
