@@ -71,8 +71,10 @@ def sample_efficiency(learner, env_steps: int, eval_envs: int, seed: int) -> dic
       jax.block_until_ready(state)
       tic_eval = time.perf_counter()
       train_wall = tic_eval - tic - eval_s        # training only (compilation included)
-      ret = learner.evaluate(state, jax.random.PRNGKey(123), eval_envs)["eval/episode_return"]
-      curve.append({"env_steps": it * per_iteration, "eval_return": round(float(ret), 1),
+      metrics = learner.evaluate(state, jax.random.PRNGKey(123), eval_envs)
+      curve.append({"env_steps": it * per_iteration,
+                    "eval_return": round(float(metrics["eval/episode_return"]), 1),
+                    "eval_length": round(float(metrics["eval/episode_length"]), 1),
                     "train_wall_s": round(train_wall, 1)})
       eval_s += time.perf_counter() - tic_eval
   return {"seed": seed, "curve": curve, "final_eval_return": curve[-1]["eval_return"],
@@ -118,10 +120,11 @@ def main():
   parser.add_argument("--learners", default="tdmpc;sac;sac:grad_updates_per_step=32;ppo",
                       help="';'-separated learners, each kind[:key=value,...] config overrides")
   parser.add_argument("--seeds", type=int, default=3)
+  parser.add_argument("--first_seed", type=int, default=0, help="seeds first_seed .. + seeds - 1")
   parser.add_argument("--eval_envs", type=int, default=32)
   parser.add_argument("--batch_sizes", default="1,256")
   parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--latent", type=int, default=32)
+  parser.add_argument("--latent", type=int, default=64)
   parser.add_argument("--mlp", type=int, default=64)
   parser.add_argument("--enc", type=int, default=64)
   parser.add_argument("--skip_training", action="store_true")
@@ -135,7 +138,7 @@ def main():
       kind, _, overrides = entry.partition(":")
       learner = _learner(kind, overrides)
       runs = [sample_efficiency(learner, args.env_steps, args.eval_envs, seed)
-              for seed in range(args.seeds)]
+              for seed in range(args.first_seed, args.first_seed + args.seeds)]
       finals = [r["final_eval_return"] for r in runs]
       summary = {"runs": runs, "final_mean": round(float(np.mean(finals)), 1),
                  "final_min": min(finals), "final_max": max(finals),
