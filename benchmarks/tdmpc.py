@@ -1,14 +1,18 @@
 """TD-MPC vs our SAC vs our PPO at a fixed env-step budget, and MPPI planning latency; prints JSON.
 
-1. `sample_efficiency`: each learner trains on the same env (cart-pole balance, episode length 200)
-   with its `cartpole` config (`experiments/configs/{tdmpc,sac,ppo}_*.py`) until `--env_steps`;
-   the deterministic evaluation return (`--eval_envs` fresh episodes) is recorded at each quarter of
-   the budget, with the wall time.
+1. `sample_efficiency`: each learner trains on the same env (cart-pole balance, 200 env steps per
+   episode) with its `cartpole` config (`experiments/configs/{tdmpc,sac,ppo}_*.py`) plus any
+   overrides until `--env_steps` env steps (control steps × action repeat); the deterministic
+   evaluation return (`--eval_envs` fresh episodes) is recorded at each quarter of the budget, with
+   the wall time. The default budget, 6.4k, puts the quarters at the same env steps (1.6k, 3.2k,
+   4.8k, 6.4k) for TD-MPC (200 or 400 env steps per iteration) and SAC (800 or 1,600).
 2. `planning_latency`: one jitted control step of TD-MPC (encode + MPPI over the latent model,
    vmapped over the batch) with TD-MPC2's planner (6 iterations × 512 samples, 64 elites, 24 prior
    plans, horizon 3) at batch 1 and 256: median and p90 milliseconds after compilation.
 
   python benchmarks/tdmpc.py                                   # CPU-sized default
+  # SAC with TD-MPC's action repeat, update ratio (1 per env step) and seed data:
+  python benchmarks/tdmpc.py --learners="tdmpc;sac:action_repeat=2,episode_length=100,grad_updates_per_step=32,min_replay=512" --seeds=5
   python benchmarks/tdmpc.py --env_steps=50000 --latent=512 --mlp=512 --enc=256   # accelerator
 """
 from __future__ import annotations
@@ -116,8 +120,10 @@ def planning_latency(batch_sizes, repeats: int, latent: int, mlp: int, enc: int)
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--env_steps", type=int, default=8000)
-  parser.add_argument("--learners", default="tdmpc;sac;sac:grad_updates_per_step=32;ppo",
+  parser.add_argument("--env_steps", type=int, default=6400)
+  parser.add_argument("--learners", default=(
+      "tdmpc;sac;sac:grad_updates_per_step=16;"
+      "sac:action_repeat=2,episode_length=100,grad_updates_per_step=32,min_replay=512;ppo"),
                       help="';'-separated learners, each kind[:key=value,...] config overrides")
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--first_seed", type=int, default=0, help="seeds first_seed .. + seeds - 1")
@@ -130,7 +136,7 @@ def main():
   parser.add_argument("--skip_training", action="store_true")
   args = parser.parse_args()
   results = {"device": str(jax.devices()[0].device_kind), "num_devices": jax.device_count(),
-             "jax": jax.__version__, "env": "cartpole (balance, episode_length 200)",
+             "jax": jax.__version__, "env": "cartpole (balance, 200 env steps per episode)",
              "env_step_budget": args.env_steps}
   if not args.skip_training:
     results["sample_efficiency"] = {}

@@ -112,6 +112,23 @@ def test_action_repeat_sums_rewards(cartpole):
   assert int(s3.info["steps"][0]) == 1
 
 
+def test_action_repeat_stops_at_the_sub_step_that_ends_the_episode(cartpole):
+  once = wrappers.VmapWrapper(wrappers.EpisodeWrapper(cartpole, 100, action_repeat=1))
+  thrice = wrappers.VmapWrapper(wrappers.EpisodeWrapper(cartpole, 100, action_repeat=3))
+  state = jax.jit(once.reset)(jax.random.split(jax.random.PRNGKey(4), 2))
+  # Env 0 starts past the fall angle (its first sub-step terminates), env 1 upright.
+  tilted = state.data.qpos.at[0, 1].set(cartpole.config.fall_angle + 0.2)
+  state = state.replace(data=state.data.replace(qpos=tilted))
+  action = jnp.zeros((2, 1))
+  s1 = jax.jit(once.step)(state, action)
+  s3 = jax.jit(thrice.step)(state, action)
+  assert float(s1.done[0]) == 1.0 and float(s1.done[1]) == 0.0
+  np.testing.assert_allclose(s3.reward[0], s1.reward[0], rtol=1e-6)   # no reward after the end
+  np.testing.assert_allclose(s3.data.qpos[0], s1.data.qpos[0], rtol=1e-6)
+  assert float(s3.done[0]) == 1.0 and float(s3.done[1]) == 0.0
+  assert float(s3.reward[1]) > 1.5 * float(s1.reward[1])            # three sub-steps summed
+
+
 def test_registry_errors_name_the_problem():
   assert "cartpole" in envs.names() and "quadruped_joystick" in envs.names()
   with pytest.raises(KeyError, match="walker9"):

@@ -14,11 +14,11 @@ from vlajax.rl.twohot import Bins, symexp, symlog
 
 # Documented in README/BENCHMARKS: a random policy balances ~30 of 200 steps (return ≈ 30-60); PPO
 # reaches > 150 in ~77k env steps. TD-MPC's CI budget is 4k env steps of the `cartpole` config
-# (BENCHMARKS.md, latent-64 preset, 3 seeds: 87-95 at 3k, 91-127 at 4.4k, 130-176 at 6k on 32
-# evaluation episodes; this test's own seed-0 run, in the 4-host-device test process, measured 94
-# at 6k: the slow test asks for 90).
-LEARNING_RETURN = 80.0
-CI_ITERATIONS = 20
+# (action repeat 2; BENCHMARKS.md, 5 seeds at 4.8k / 6.4k env steps). This test's own seed-0 run,
+# in the 4-host-device test process, measured 44 before training, 145 at 4k and 169 at 6.4k on 32
+# evaluation episodes; the thresholds leave room for seed-level spread.
+LEARNING_RETURN = 110.0
+CI_ITERATIONS = 10              # × 400 env steps (8 envs × 25 control steps × action repeat 2)
 
 
 def test_two_hot_round_trip_and_loss():
@@ -123,10 +123,10 @@ def test_tdmpc_learns_cartpole_in_ci_budget():
 
 
 @pytest.mark.slow
-def test_tdmpc_learns_cartpole_to_90_in_6k_steps():
-  before, after, steps = _train_cartpole(30)
-  assert steps == 6000
-  assert after >= 90.0, (before, after)
+def test_tdmpc_learns_cartpole_to_140_in_6k_steps():
+  before, after, steps = _train_cartpole(16)
+  assert steps == 6400
+  assert after >= 140.0, (before, after)
 
 
 def test_planning_is_vmapped_and_warm_started(smoke4):

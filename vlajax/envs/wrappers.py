@@ -55,6 +55,10 @@ def _reset(env, rng: jax.Array, dr_ranges=None) -> State:
 class EpisodeWrapper(Wrapper):
   """Counts control steps, repeats actions, and truncates at `episode_length`.
 
+  `episode_length` counts control (wrapper) steps, each `action_repeat` env steps whose rewards are
+  summed; a sub-step that ends the episode is the step's last (nothing after it is simulated or
+  rewarded).
+
   `info["steps"]` (int32) counts wrapper steps in the episode; `info["truncation"]` (f32) is 1.0 when
   the episode ended by the time limit rather than by a terminal state.
   """
@@ -74,11 +78,10 @@ class EpisodeWrapper(Wrapper):
     return state
 
   def step(self, state: State, action: jax.Array) -> State:
-    def repeat(carry, _):
-      next_state = self.env.step(carry, action)
-      return next_state, next_state.reward
-    state, rewards = jax.lax.scan(repeat, state, None, length=self.action_repeat)
-    state = state.replace(reward=jnp.sum(rewards, axis=0))
+    if self.action_repeat == 1:
+      state = self.env.step(state, action)
+    else:
+      state = self._repeat(state, action)
     steps = state.info["steps"] + 1
     timeout = steps >= self.episode_length
     done = jnp.maximum(state.done, timeout.astype(state.done.dtype))
@@ -86,6 +89,21 @@ class EpisodeWrapper(Wrapper):
     # float32, not weakly typed: the state must keep one signature or jit recompiles.
     state.info["truncation"] = (timeout & (state.done == 0)).astype(jnp.float32)
     return state.replace(done=done)
+
+
+  def _repeat(self, state: State, action: jax.Array) -> State:
+    """`action_repeat` env steps summing the rewards; a sub-step that ends the episode is the last
+    (the state is held there, and later sub-steps add no reward)."""
+    def repeat(carry, _):
+      current, total = carry
+      ended = current.done > 0
+      stepped = self.env.step(current, action)
+      current = jax.tree.map(lambda old, new: jnp.where(ended, old, new), current, stepped)
+      return (current, total + jnp.where(ended, 0.0, stepped.reward)), None
+    start = state.replace(done=jnp.zeros_like(state.done))
+    (state, total), _ = jax.lax.scan(repeat, (start, jnp.zeros_like(state.reward)), None,
+                                     length=self.action_repeat)
+    return state.replace(reward=total)
 
 
 class VmapWrapper(Wrapper):
