@@ -106,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
       raise ValueError("empty command: put the python arguments after `--`")
     if args.nodes < 1:
       raise ValueError("--nodes must be at least 1")
-    distributed = [a for a in command if a.lstrip("-").startswith("config.distributed.")]
-    if distributed:
-      raise ValueError(f"the command sets {distributed[0]!r}; the script sets the distributed flags "
-                       "per task, so leave them out")
+    sweep.check_no_distributed_flags(command)
     if args.sweep or args.sweep_file:
       root = args.root or str(pathlib.Path(args.output_dir) / args.job_name)
       _, points = sweep.parse_sweep_args(args, root)

@@ -170,6 +170,14 @@ def check_command(command: list[str], keys) -> None:
         raise ValueError(f"the command sets {arg!r}, which the sweep also sets; leave it out")
 
 
+def check_no_distributed_flags(command: list[str]) -> None:
+  """Refuses a command that sets `--config.distributed.*` (cluster launchers set them per process)."""
+  distributed = [a for a in command if a.lstrip("-").startswith("config.distributed.")]
+  if distributed:
+    raise ValueError(f"the command sets {distributed[0]!r}; the launcher sets the distributed flags "
+                     "per process, so leave them out")
+
+
 def point_flags(point: Point) -> list[str]:
   flags = [f"--config.{k}={v}" for k, v in point.overrides.items()]
   return flags + [f"--config.workdir={point.workdir}"]

@@ -94,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(options)
   if not command:
     raise SystemExit("tpu_pod.py: error: empty command: put the python arguments after `--`")
-  distributed = [a for a in command if a.lstrip("-").startswith("config.distributed.")]
-  if distributed:
-    raise SystemExit(f"tpu_pod.py: error: the command sets {distributed[0]!r}; this launcher sets the "
-                     "distributed flags per worker, so leave them out")
+  try:
+    sweep.check_no_distributed_flags(command)
+  except ValueError as e:
+    raise SystemExit(f"tpu_pod.py: error: {e}") from None
   remote = remote_command(command, repo_dir=args.repo_dir, setup=args.setup, port=args.port,
                           coordinator=args.coordinator, num_workers=args.num_workers,
                           python=args.python)

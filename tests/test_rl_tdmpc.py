@@ -123,7 +123,7 @@ def test_tdmpc_learns_cartpole_in_ci_budget():
 
 
 @pytest.mark.slow
-def test_tdmpc_learns_cartpole_to_140_in_6k_steps():
+def test_tdmpc_learns_cartpole_to_140_in_6400_steps():
   before, after, steps = _train_cartpole(16)
   assert steps == 6400
   assert after >= 140.0, (before, after)

@@ -90,7 +90,6 @@ class EpisodeWrapper(Wrapper):
     state.info["truncation"] = (timeout & (state.done == 0)).astype(jnp.float32)
     return state.replace(done=done)
 
-
   def _repeat(self, state: State, action: jax.Array) -> State:
     """`action_repeat` env steps summing the rewards; a sub-step that ends the episode is the last
     (the state is held there, and later sub-steps add no reward)."""
