@@ -8,6 +8,11 @@
 # epoch, two of them), so with the device tool's 600 s per command run it alone, then the rest:
 #   bash benchmarks/gpu_suite.sh $OUT ppo_quadruped
 #   bash benchmarks/gpu_suite.sh $OUT ppo_reacher sac tdmpc_latency
+# tdmpc_large: TD-MPC2's model size (latent 512, MLP 512, encoder 256) and full planner (6 × 512
+# samples, 64 elites, 24 prior plans) on the cart-pole preset's budget, seeds 0-2 each in its own
+# process (they share the GPU; sample efficiency does not depend on speed), both at TD-MPC2's
+# lr 3e-4 / batch 256 ("tdmpc2") and at the preset's lr 1e-3 / batch 128 ("large"), beside our SAC
+# with the same action repeat, update ratio and seed data ("sac_matched", seeds 0-2, one process).
 set -u
 out=${1:?usage: gpu_suite.sh OUT_DIR [NAME ...]}; shift
 mkdir -p "$out"
@@ -16,16 +21,41 @@ limit[ppo_quadruped]=480
 cmd[ppo_quadruped]="benchmarks/ppo_vs_brax.py --envs=quadruped_joystick --num_envs=8192 --minibatches=32 --iterations=12 --brax_epochs=4 --hidden=512,256,128"
 limit[ppo_reacher]=220
 cmd[ppo_reacher]="benchmarks/ppo_vs_brax.py --envs=reacher --num_envs=4096 --minibatches=32 --iterations=20 --brax_epochs=4 --hidden=256,256"
-limit[sac]=220
-cmd[sac]="benchmarks/sac_vs_brax.py --envs=cartpole --num_envs=128 --batch_size=512 --grad_updates=8 --steps=200000 --hidden=256,256 --brax_epochs=4"
+limit[sac]=260
+cmd[sac]="benchmarks/sac_vs_brax.py --envs=cartpole --num_envs=128 --batch_size=512 --grad_updates=8 --steps=200000 --hidden=256,256 --brax_epochs=4 --reset_refresh=-1,1"
 limit[tdmpc_latency]=70
 cmd[tdmpc_latency]="benchmarks/tdmpc.py --skip_training --latent=512 --mlp=512 --enc=256 --batch_sizes=1,256 --repeats=10"
+big="latent_dim=512,mlp_dim=512,enc_dim=256,mppi.num_samples=512,mppi.num_elites=64,mppi.num_prior_samples=24"
+declare -A se
+se[tdmpc2]="tdmpc:$big,batch_size=256,learning_rate=0.0003"
+se[large]="tdmpc:$big"
+se[sac_matched]="sac:action_repeat=2,episode_length=100,grad_updates_per_step=32,min_replay=512"
+limit[tdmpc_large]=300
+tdmpc_large() {  # all processes in parallel; each gets a slice of GPU memory
+  local pids=() variant seed
+  for variant in tdmpc2 large; do
+    for seed in 0 1 2; do
+      XLA_PYTHON_CLIENT_MEM_FRACTION=0.12 timeout "${limit[tdmpc_large]}" python3 benchmarks/tdmpc.py \
+        --learners="${se[$variant]}" --first_seed=$seed --seeds=1 --batch_sizes=1 --repeats=1 \
+        > "$out/tdmpc_large_${variant}_$seed.json" 2> "$out/tdmpc_large_${variant}_$seed.log" &
+      pids+=($!)
+    done
+  done
+  XLA_PYTHON_CLIENT_MEM_FRACTION=0.12 timeout "${limit[tdmpc_large]}" python3 benchmarks/tdmpc.py \
+    --learners="${se[sac_matched]}" --seeds=3 --batch_sizes=1 --repeats=1 \
+    > "$out/tdmpc_large_sac_matched.json" 2> "$out/tdmpc_large_sac_matched.log" &
+  pids+=($!)
+  local rc=0 pid; for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  grep -h "seed .: {" "$out"/tdmpc_large_*.log
+  return $rc
+}
 names=("$@"); [ ${#names[@]} -eq 0 ] && names=(ppo_quadruped ppo_reacher sac tdmpc_latency)
 status=0
 for name in "${names[@]}"; do
   start=$(date +%s)
-  timeout "${limit[$name]}" python3 ${cmd[$name]} > "$out/$name.json" 2> "$out/$name.log"
-  rc=$?; [ $rc -ne 0 ] && status=1
-  echo "$name rc=$rc $(( $(date +%s) - start ))s"; tail -c 600 "$out/$name.json"; echo
+  if [ "$name" = tdmpc_large ]; then tdmpc_large; rc=$?
+  else timeout "${limit[$name]}" python3 ${cmd[$name]} > "$out/$name.json" 2> "$out/$name.log"; rc=$?
+  fi; [ $rc -ne 0 ] && status=1
+  echo "$name rc=$rc $(( $(date +%s) - start ))s"; [ -f "$out/$name.json" ] && tail -c 600 "$out/$name.json"; echo
 done
 exit $status

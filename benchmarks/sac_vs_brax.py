@@ -14,7 +14,10 @@ For each env (default: our `cartpole` balance, episode length 200; also brax's M
 
 brax's SAC needs array observations, so cart-pole is handed to brax through `envs.to_brax` with its
 `state` entry as the observation; brax 0.14.2 also needs `install_device_put_replicated()`. brax's
-replay `jnp.roll`s the whole buffer per insert when full, ours writes one row in place.
+replay `jnp.roll`s the whole buffer per insert when full, ours writes one row in place. brax's
+auto-reset puts a finished env back to its cached first state; ours gives it a fresh draw from a
+pool redrawn once per iteration (`--reset_refresh=1`: a batched reset at every step where an env
+finished, our SAC's behaviour before 2026-11-26, which cost a second physics step on a GPU).
 """
 from __future__ import annotations
 
@@ -70,7 +73,7 @@ def run_ours(env, hp: dict) -> dict:
                   critic_hidden=hp["hidden"], critic_layer_norm=True, activation="relu",
                   episode_length=hp["episode_length"], steps_per_iteration=steps_per_iteration,
                   num_iterations=iterations, normalize_observations=True,
-                  target_entropy_scale=-0.5))
+                  target_entropy_scale=-0.5, reset_refresh=hp["reset_refresh"]))
   learner = sac.Learner(env, cfg, mesh_lib.make_mesh({"data": -1}))
   state = learner.init(jax.random.PRNGKey(0))
   tic = time.perf_counter()
@@ -132,6 +135,10 @@ def main():
   parser.add_argument("--episode_length", type=int, default=200)
   parser.add_argument("--hidden", default="64,64")
   parser.add_argument("--eval_envs", type=int, default=32)
+  parser.add_argument("--reset_refresh", default="-1",
+                      help="our auto-reset pool's redraw interval (`sac.reset_refresh`; -1: once per "
+                           "iteration, 1: a batched reset at every step where an env finished); a "
+                           "comma list runs ours once per value, the first is compared with brax")
   parser.add_argument("--brax_epochs", type=int, default=4,
                       help="brax training epochs the budget is split into (>= 3)")
   args = parser.parse_args()
@@ -144,11 +151,16 @@ def main():
               steps=args.steps, steps_per_iteration=args.steps_per_iteration, replay=args.replay,
               min_replay=args.min_replay, lr=1e-3, gamma=0.99, tau=0.005, reward_scaling=1.0,
               hidden=hidden, episode_length=args.episode_length, eval_envs=args.eval_envs)
-    ours = run_ours(ours_env, hp)
-    print(json.dumps({name: {"ours": ours}}, default=float), flush=True)
+    variants = {}
+    for refresh in (int(r) for r in args.reset_refresh.split(",")):
+      variants[f"ours_reset_refresh_{refresh}"] = run_ours(ours_env, dict(hp, reset_refresh=refresh))
+      log(f"ours with reset_refresh={refresh} done")
+    ours = next(iter(variants.values()))
+    hp["reset_refresh"] = int(args.reset_refresh.split(",")[0])
+    print(json.dumps({name: variants}, default=float), flush=True)
     theirs = run_brax(brax_env, hp, args.brax_epochs)
     results["envs"][name] = {
-        "hyperparameters": hp, "ours": ours, "brax": theirs,
+        "hyperparameters": hp, "ours": ours, "brax": theirs, **variants,
         "ratio_steps_per_s_ours_over_brax": ours["env_steps_per_s"] / theirs["env_steps_per_s"],
         "return_ours_minus_brax": ours["final_eval_return"] - theirs["final_eval_return"],
     }

@@ -29,6 +29,7 @@ import numpy as np
 from experiments.configs import ppo_locomotion, sac_control, tdmpc_control
 from vlajax import envs
 from vlajax.rl import mppi, ppo, running_stats, sac, tdmpc
+from progress_log import log
 
 
 def _override(config, assignments: str):
@@ -80,6 +81,7 @@ def sample_efficiency(learner, env_steps: int, eval_envs: int, seed: int) -> dic
                     "eval_return": round(float(metrics["eval/episode_return"]), 1),
                     "eval_length": round(float(metrics["eval/episode_length"]), 1),
                     "train_wall_s": round(train_wall, 1)})
+      log(f"seed {seed}: {curve[-1]}")
       eval_s += time.perf_counter() - tic_eval
   return {"seed": seed, "curve": curve, "final_eval_return": curve[-1]["eval_return"],
           "env_steps": iterations * per_iteration}
@@ -151,6 +153,7 @@ def main():
                  "utd": _utd(learner), "train_wall_s_mean": round(float(np.mean(
                      [r["curve"][-1]["train_wall_s"] for r in runs])), 1)}
       results["sample_efficiency"][entry] = summary
+      log(f"{entry}: final mean {summary['final_mean']}")
       print(json.dumps({entry: summary}), flush=True)
   results["planning_latency"] = planning_latency(
       [int(b) for b in args.batch_sizes.split(",")], args.repeats, args.latent, args.mlp, args.enc)

@@ -183,7 +183,8 @@ def test_bad_config_values_name_the_key():
   for key, value, match in (("batch_size", 30, "sac.batch_size"),
                             ("replay_capacity", 100, "sac.replay_capacity"),
                             ("num_envs", 6, "sac.num_envs"),
-                            ("min_replay", 10**9, "sac.min_replay")):
+                            ("min_replay", 10**9, "sac.min_replay"),
+                            ("reset_refresh", 0, "sac.reset_refresh")):
     bad = config.copy_and_resolve_references()
     bad[key] = value
     with pytest.raises(ValueError, match=key):

@@ -123,7 +123,7 @@ class AutoResetWrapper(Wrapper):
   Works on a batched env. Each fresh draw uses a new key split from the env's `info["reset_rng"]`
   and its current `info["dr_ranges"]` when present. With `reset_refresh=1` the reset branch runs
   only when some env in the batch is done; with `K > 1` the pool (`info["reset_pool"]`) is redrawn
-  every K steps (`info["reset_pool_age"]` counts them). The done flag, reward and truncation of
+  every K steps (`info["reset_pool_age"]` counts them) and finished envs take theirs by a select. The done flag, reward and truncation of
   the finished step are kept.
   """
 
@@ -157,7 +157,8 @@ class AutoResetWrapper(Wrapper):
       state.info["final_obs"] = state.obs
     if self.reset_refresh == 1:
       return jax.lax.cond(jnp.any(state.done > 0), self._reset_done, lambda s: s, state)
-    state = jax.lax.cond(jnp.any(state.done > 0), self._take_from_pool, lambda s: s, state)
+    # A select, not a cond: no host round trip for the predicate on an accelerator.
+    state = self._take_from_pool(state)
     state.info["reset_pool_age"] = state.info["reset_pool_age"] + 1
     return state
 
