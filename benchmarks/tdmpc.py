@@ -97,7 +97,7 @@ def _utd(learner) -> float | None:
 
 def planning_latency(batch_sizes, repeats: int, latent: int, mlp: int, enc: int) -> dict:
   config = tdmpc_control.get_config("cartpole")
-  config.tdmpc.update(dict(latent_dim=latent, mlp_dim=mlp, enc_dim=enc))
+  config.tdmpc.update(dict(latent_dim=latent, mlp_dim=mlp, enc_dim=enc, horizon=3))
   config.tdmpc.mppi = mppi.default_config()      # TD-MPC2's planner, unreduced
   env = envs.make(config.env_name, config=config.env)
   learner = tdmpc.Learner(env, config.tdmpc)

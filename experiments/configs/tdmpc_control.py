@@ -5,12 +5,13 @@ Names:
              256, 5 Q heads, batch 256, lr 3e-4, MPPI 6 × 512 samples / 64 elites / 24 prior plans,
              horizon 3), 64 parallel envs; episodic (termination head: a fall ends the episode).
   cartpole   cart-pole balance (200 env steps per episode, as PPO's `cartpole`) with TD-MPC2's
-             DMC action repeat of 2 (100 control steps), a small model (latent 64, MLP 64) and a
-             reduced planner (6 iterations × 128 samples, 16 elites, 8 prior plans), 1 gradient
-             update per env step (2 per control step), 6.4k env steps; CPU-sized.
+             DMC action repeat of 2 (100 control steps), TD-MPC's horizon 5, a small model
+             (latent 64, MLP 64) and a reduced planner (6 iterations × 128 samples, 16 elites,
+             8 prior plans), 1 gradient update per env step (2 per control step), 6.4k env
+             steps; CPU-sized.
              Not episodic: with the termination head planning scored lower here (BENCHMARKS.md).
   smoke      a few tiny iterations on cart-pole, for tests (episodic, to cover the termination head;
-             no action repeat).
+             no action repeat, horizon 3).
 
 Env physics/task config (`config.env`) and learner config (`config.tdmpc`, planner in
 `config.tdmpc.mppi`) are separate; any key can be overridden on the command line, e.g.
@@ -58,12 +59,15 @@ def _cartpole() -> ml_collections.ConfigDict:
   config.env.episode_length = 200
   config.tdmpc.update(dict(num_envs=8, batch_size=128, grad_updates_per_step=16,
                            steps_per_iteration=25, num_iterations=16, episode_length=100,
-                           action_repeat=2, learning_rate=1e-3,
+                           action_repeat=2, horizon=5, learning_rate=1e-3,
                            replay_capacity=32_768, min_replay=512, latent_dim=64, mlp_dim=64,
                            enc_dim=64, simnorm_dim=8))
   # Action repeat 2 (TD-MPC2 repeats each action twice on DMC): a 3-step plan and the value's
   # discount horizon (γ 0.95 per control step from the episode length) span twice the env time.
   # Measured against SAC with the same repeat and update ratio in BENCHMARKS.md.
+  # Horizon 5 (TD-MPC's; TD-MPC2 uses 3): with the repeat, 5 control steps in the model rollout
+  # and the plan; 5 seeds: 115 / 111 / 176 / 191 at 1.6k / 3.2k / 4.8k / 6.4k env steps against
+  # horizon 3's 99 / 112 / 158 / 184 (BENCHMARKS.md).
   # Latent 64 (8 SimNorm groups of 8): the failure mode on this task is the cart drifting off the
   # rail with the pole upright, a slow effect the value must see; a latent of 4 groups resolved it
   # poorly (BENCHMARKS.md, 3 seeds at 6k env steps: 108 with latent 32, 147 with latent 64).
@@ -78,7 +82,7 @@ def _cartpole() -> ml_collections.ConfigDict:
 def _smoke() -> ml_collections.ConfigDict:
   config = _cartpole()
   config.tdmpc.update(dict(num_envs=8, batch_size=16, grad_updates_per_step=2, replay_capacity=512,
-                           action_repeat=1,
+                           action_repeat=1, horizon=3,
                            min_replay=32, steps_per_iteration=8, num_iterations=6,
                            episode_length=50, latent_dim=16, mlp_dim=16, enc_dim=16))
   config.tdmpc.mppi.update(dict(num_samples=16, num_elites=4, num_prior_samples=4, iterations=2))
