@@ -14,11 +14,11 @@ from vlajax.rl.twohot import Bins, symexp, symlog
 
 # Documented in README/BENCHMARKS: a random policy balances ~30 of 200 steps (return ≈ 30-60); PPO
 # reaches > 150 in ~77k env steps. TD-MPC's CI budget is 4k env steps of the `cartpole` config
-# (action repeat 2, horizon 5; BENCHMARKS.md, 5 seeds at 4.8k / 6.4k env steps). This test's own
-# seed-0 run, in the 4-host-device test process, measured 44 before training, 134 at 4k and 190 at
-# 6.4k on 32 evaluation episodes (horizon 3: 145 and 169); the thresholds leave room for seed-level
-# spread.
-LEARNING_RETURN = 110.0
+# (action repeat 2, horizon 5, target τ 0.1; BENCHMARKS.md, 5 seeds: 126-184 at 3.2k, 190-198 at
+# 4.8k, 193-198 at 6.4k). This test's own seed-0 run, in the 4-host-device test process, measured
+# 44 before training, 192 at 4k and 198 at 6.4k on 32 evaluation episodes (τ 0.01: 134 and 190;
+# horizon 3 as well: 145 and 169); the thresholds leave room for seed-level spread.
+LEARNING_RETURN = 140.0
 CI_ITERATIONS = 10              # × 400 env steps (8 envs × 25 control steps × action repeat 2)
 
 
@@ -124,10 +124,10 @@ def test_tdmpc_learns_cartpole_in_ci_budget():
 
 
 @pytest.mark.slow
-def test_tdmpc_learns_cartpole_to_140_in_6400_steps():
+def test_tdmpc_learns_cartpole_to_170_in_6400_steps():
   before, after, steps = _train_cartpole(16)
   assert steps == 6400
-  assert after >= 140.0, (before, after)
+  assert after >= 170.0, (before, after)
 
 
 def test_planning_is_vmapped_and_warm_started(smoke4):
