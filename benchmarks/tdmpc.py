@@ -11,8 +11,13 @@
    plans, horizon 3) at batch 1 and 256: median and p90 milliseconds after compilation.
 
   python benchmarks/tdmpc.py                                   # CPU-sized default
-  # SAC with TD-MPC's action repeat, update ratio (1 per env step) and seed data:
-  python benchmarks/tdmpc.py --learners="tdmpc;sac:action_repeat=2,episode_length=100,grad_updates_per_step=32,min_replay=512" --seeds=5
+  # TD-MPC vs SAC with TD-MPC's action repeat, update ratio (1 per env step) and seed data at
+  # brax's target τ 0.005 (SAC's `cartpole` preset uses 0.05):
+  python benchmarks/tdmpc.py --learners="tdmpc;sac:tau=0.005" --seeds=5
+
+The default learners: TD-MPC's and SAC's `cartpole` presets, SAC's preset at brax's τ 0.005, SAC
+at standard settings (no repeat, 16 updates per batched step of 16 envs = UTD 1, 1,024 seed
+transitions, τ 0.005), and PPO's `cartpole` preset.
   python benchmarks/tdmpc.py --env_steps=50000 --latent=512 --mlp=512 --enc=256   # accelerator
 """
 from __future__ import annotations
@@ -124,8 +129,9 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--env_steps", type=int, default=6400)
   parser.add_argument("--learners", default=(
-      "tdmpc;sac;sac:grad_updates_per_step=16;"
-      "sac:action_repeat=2,episode_length=100,grad_updates_per_step=32,min_replay=512;ppo"),
+      "tdmpc;sac;sac:tau=0.005;"
+      "sac:action_repeat=1,episode_length=200,grad_updates_per_step=16,min_replay=1024,tau=0.005;"
+      "ppo"),
                       help="';'-separated learners, each kind[:key=value,...] config overrides")
   parser.add_argument("--seeds", type=int, default=3)
   parser.add_argument("--first_seed", type=int, default=0, help="seeds first_seed .. + seeds - 1")

@@ -18,10 +18,12 @@ from vlajax.rl import loop, sac
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Documented in README/BENCHMARKS: a random policy balances ~30 of 200 steps (return ≈ 30-60 of a
-# possible ≈ 190); PPO's `cartpole` config reaches > 150 in ~77k env steps; SAC's `cartpole` config
-# gets there in 24k (the slow test) and is well above random at 12k (the CI test).
-CARTPOLE_SOLVED_RETURN = 150.0
-CI_LEARNED_RETURN = 100.0
+# possible ≈ 198); PPO's `cartpole` config reaches > 150 in ~77k env steps; SAC's `cartpole` config
+# (action repeat 2, UTD 1, τ 0.05) scores 186-194 at 3.2k env steps over 5 benchmark seeds. This
+# test's own seed-0 run (4 forced host devices) measured 26 before training, 164 / 187 / 192 / 198
+# after 1.6k / 3.2k / 4.8k / 6.4k env steps.
+CARTPOLE_SOLVED_RETURN = 180.0
+CI_LEARNED_RETURN = 150.0
 
 
 def _learner(name, devices=None, **overrides):
@@ -54,18 +56,17 @@ def _train_cartpole(num_iterations):
 
 
 def test_sac_learns_cartpole_in_ci_budget():
-  """12k env steps (15 iterations of the `cartpole` config): BENCHMARKS.md has 131 at 12k
-  (`sac_vs_brax.py`) and 80-132 at 6.4k (`tdmpc.py`, 2 seeds); random ≈ 30-60."""
-  before, after, steps = _train_cartpole(15)
-  assert steps == 12_000
+  """3.2k env steps (2 iterations of the `cartpole` config); random ≈ 30-60."""
+  before, after, steps = _train_cartpole(2)
+  assert steps == 3_200
   assert after >= CI_LEARNED_RETURN, (before, after)
 
 
 @pytest.mark.slow
 def test_sac_solves_cartpole():
-  """24k env steps (the `cartpole` config's 30 iterations): measured 150-170."""
+  """6.4k env steps (the `cartpole` config's 4 iterations)."""
   before, after, steps = _train_cartpole(configs.get_config("cartpole").sac.num_iterations)
-  assert steps <= 24_000
+  assert steps <= 6_400
   assert after >= CARTPOLE_SOLVED_RETURN, (before, after)
 
 

@@ -123,8 +123,8 @@ class AutoResetWrapper(Wrapper):
   Works on a batched env. Each fresh draw uses a new key split from the env's `info["reset_rng"]`
   and its current `info["dr_ranges"]` when present. With `reset_refresh=1` the reset branch runs
   only when some env in the batch is done; with `K > 1` the pool (`info["reset_pool"]`) is redrawn
-  every K steps (`info["reset_pool_age"]` counts them) and finished envs take theirs by a select. The done flag, reward and truncation of
-  the finished step are kept.
+  every K steps (`info["reset_pool_age"]` counts them) and finished envs take theirs by a select.
+  The done flag, reward and truncation of the finished step are kept.
   """
 
   _OWN_INFO = ("truncation", "final_obs", "reset_rng", "reset_pool", "reset_pool_age")
