@@ -12,7 +12,8 @@
 # samples, 64 elites, 24 prior plans) on the cart-pole preset's budget, seeds 0-2 each in its own
 # process (they share the GPU; sample efficiency does not depend on speed), both at TD-MPC2's
 # lr 3e-4 / batch 256 ("tdmpc2") and at the preset's lr 1e-3 / batch 128 ("large"), beside our SAC
-# with the same action repeat, update ratio and seed data ("sac_matched", seeds 0-2, one process).
+# with the same action repeat, update ratio and seed data at brax's τ 0.005 ("sac_matched", seeds
+# 0-2, one process). The parts are merged into tdmpc_large.{json,log}.
 set -u
 out=${1:?usage: gpu_suite.sh OUT_DIR [NAME ...]}; shift
 mkdir -p "$out"
@@ -29,7 +30,7 @@ big="latent_dim=512,mlp_dim=512,enc_dim=256,mppi.num_samples=512,mppi.num_elites
 declare -A se
 se[tdmpc2]="tdmpc:$big,batch_size=256,learning_rate=0.0003"
 se[large]="tdmpc:$big"
-se[sac_matched]="sac:action_repeat=2,episode_length=100,grad_updates_per_step=32,min_replay=512"
+se[sac_matched]="sac:tau=0.005"   # the preset has the repeat / UTD / seed data; brax's τ
 limit[tdmpc_large]=300
 tdmpc_large() {  # all processes in parallel; each gets a slice of GPU memory
   local pids=() variant seed
@@ -46,7 +47,14 @@ tdmpc_large() {  # all processes in parallel; each gets a slice of GPU memory
     > "$out/tdmpc_large_sac_matched.json" 2> "$out/tdmpc_large_sac_matched.log" &
   pids+=($!)
   local rc=0 pid; for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
-  grep -h "seed .: {" "$out"/tdmpc_large_*.log
+  # One .json and one .log (the device tool brings back at most 8 files), each part headed by its name.
+  local part; for part in "$out"/tdmpc_large_*.log; do
+    echo "== $(basename "$part" .log)"; grep -v "import warp\|import mujoco_warp" "$part"
+  done > "$out/tdmpc_large.log"
+  for part in "$out"/tdmpc_large_*.json; do echo "== $(basename "$part" .json)"; cat "$part"; done \
+    > "$out/tdmpc_large.json"
+  rm -f "$out"/tdmpc_large_*.log "$out"/tdmpc_large_*.json
+  grep "^==\|seed .: {" "$out/tdmpc_large.log"
   return $rc
 }
 names=("$@"); [ ${#names[@]} -eq 0 ] && names=(ppo_quadruped ppo_reacher sac tdmpc_latency)
