@@ -14,11 +14,11 @@
   # TD-MPC vs SAC with TD-MPC's action repeat, update ratio (1 per env step) and seed data at
   # brax's target τ 0.005 (SAC's `cartpole` preset uses 0.05):
   python benchmarks/tdmpc.py --learners="tdmpc;sac:tau=0.005" --seeds=5
+  python benchmarks/tdmpc.py --env_steps=50000 --latent=512 --mlp=512 --enc=256   # accelerator
 
 The default learners: TD-MPC's and SAC's `cartpole` presets, SAC's preset at brax's τ 0.005, SAC
 at standard settings (no repeat, 16 updates per batched step of 16 envs = UTD 1, 1,024 seed
 transitions, τ 0.005), and PPO's `cartpole` preset.
-  python benchmarks/tdmpc.py --env_steps=50000 --latent=512 --mlp=512 --enc=256   # accelerator
 """
 from __future__ import annotations
 
