@@ -51,8 +51,9 @@ def make_env(name: str, episode_length: int):
 
 def raw_throughput(env, num_envs: int, steps: int) -> float:
   """Env steps/s of jitted, vmapped `step` (episode + auto-reset wrappers, the reset pool redrawn
-  every `steps` steps as in the learner's rollouts) with random actions."""
-  train_env = wrappers.wrap_for_training(env, episode_length=1000, reset_refresh=steps)
+  before every `steps` steps as in the learner's rollouts) with random actions."""
+  train_env = wrappers.wrap_for_training(env, episode_length=1000, reset_refresh=steps,
+                                         refresh_by_caller=True)
   state = jax.jit(train_env.reset)(jax.random.split(jax.random.PRNGKey(0), num_envs))
 
   @jax.jit
@@ -60,6 +61,7 @@ def raw_throughput(env, num_envs: int, steps: int) -> float:
     def body(s, k):
       a = jax.random.uniform(k, (num_envs, env.action_size), minval=-1, maxval=1)
       return train_env.step(s, a), None
+    state = train_env.refresh_pool_if_due(state)
     return jax.lax.scan(body, state, jax.random.split(key, steps))[0]
 
   jax.block_until_ready(run(state, jax.random.PRNGKey(1)))

@@ -50,22 +50,30 @@ def _override(config, assignments: str):
   return config
 
 
-def _learner(kind: str, overrides: str = ""):
-  """`kind` is "tdmpc", "sac" or "ppo" (each learner's `cartpole` config plus `overrides`)."""
-  if kind == "tdmpc":
-    config = tdmpc_control.get_config("cartpole")
-    _override(config.tdmpc, overrides)
-    env = envs.make(config.env_name, config=config.env)
-    return tdmpc.Learner(env, config.tdmpc)
-  if kind == "sac":
-    config = sac_control.get_config("cartpole")
-    _override(config.sac, overrides)
-    env = envs.make(config.env_name, config=config.env)
-    return sac.Learner(env, config.sac)
-  config = ppo_locomotion.get_config("cartpole")
-  _override(config.ppo, overrides)
-  env = envs.make(config.env_name, config=config.env)
-  return ppo.Learner(env, config.ppo)
+_LEARNERS = {"tdmpc": (tdmpc_control, "tdmpc", tdmpc.Learner),
+             "sac": (sac_control, "sac", sac.Learner),
+             "ppo": (ppo_locomotion, "ppo", ppo.Learner)}
+
+
+def _learner(kind: str, overrides: str = "", env_name: str = "cartpole",
+             episode_env_steps: int = 200):
+  """`kind` is "tdmpc", "sac" or "ppo": that learner's `cartpole` config plus `overrides`.
+
+  The env is `env_name` (a cart-pole task) with `episode_env_steps` env steps per episode; the
+  learner's episode length (control steps) follows from its action repeat.
+  """
+  if kind not in _LEARNERS:
+    raise KeyError(f"unknown learner '{kind}' (have: {', '.join(sorted(_LEARNERS))})")
+  configs, field, learner_cls = _LEARNERS[kind]
+  config = configs.get_config("cartpole")
+  learner_config = _override(config[field], overrides)
+  if episode_env_steps % learner_config.action_repeat:
+    raise ValueError(f"episode of {episode_env_steps} env steps is not a whole number of "
+                     f"control steps at action repeat {learner_config.action_repeat}")
+  env_config = envs.default_config(env_name)
+  env_config.episode_length = episode_env_steps
+  learner_config.episode_length = episode_env_steps // learner_config.action_repeat
+  return learner_cls(envs.make(env_name, config=env_config), learner_config)
 
 
 def sample_efficiency(learner, env_steps: int, eval_envs: int, seed: int) -> dict:
@@ -127,10 +135,12 @@ def planning_latency(batch_sizes, repeats: int, latent: int, mlp: int, enc: int)
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--env", default="cartpole", choices=["cartpole", "cartpole_swingup"])
+  parser.add_argument("--episode_env_steps", type=int, default=200)
   parser.add_argument("--env_steps", type=int, default=6400)
   parser.add_argument("--learners", default=(
       "tdmpc;sac;sac:tau=0.005;"
-      "sac:action_repeat=1,episode_length=200,grad_updates_per_step=16,min_replay=1024,tau=0.005;"
+      "sac:action_repeat=1,grad_updates_per_step=16,min_replay=1024,tau=0.005;"
       "ppo"),
                       help="';'-separated learners, each kind[:key=value,...] config overrides")
   parser.add_argument("--seeds", type=int, default=3)
@@ -144,13 +154,14 @@ def main():
   parser.add_argument("--skip_training", action="store_true")
   args = parser.parse_args()
   results = {"device": str(jax.devices()[0].device_kind), "num_devices": jax.device_count(),
-             "jax": jax.__version__, "env": "cartpole (balance, 200 env steps per episode)",
+             "jax": jax.__version__, "env": args.env,
+             "episode_env_steps": args.episode_env_steps,
              "env_step_budget": args.env_steps}
   if not args.skip_training:
     results["sample_efficiency"] = {}
     for entry in args.learners.split(";"):
       kind, _, overrides = entry.partition(":")
-      learner = _learner(kind, overrides)
+      learner = _learner(kind, overrides, args.env, args.episode_env_steps)
       runs = [sample_efficiency(learner, args.env_steps, args.eval_envs, seed)
               for seed in range(args.first_seed, args.first_seed + args.seeds)]
       finals = [r["final_eval_return"] for r in runs]

@@ -95,6 +95,35 @@ def test_reset_pool_is_redrawn_every_k_steps(cartpole):
     wrappers.wrap_for_training(cartpole, episode_length=7, reset_refresh=0)
 
 
+def test_caller_refreshed_pool_matches_in_step_refresh(cartpole):
+  """`refresh_by_caller`: `step` never redraws; `refresh_pool_if_due` before each K steps gives
+  the same trajectory as the in-step redraw (so a learner's scan of K steps holds no cond)."""
+  in_step = wrappers.wrap_for_training(cartpole, episode_length=7, reset_refresh=5)
+  by_caller = wrappers.wrap_for_training(cartpole, episode_length=7, reset_refresh=5,
+                                         refresh_by_caller=True)
+  actions = 0.5 * jax.random.normal(jax.random.PRNGKey(8), (15, 6, 1))
+  keys = jax.random.split(jax.random.PRNGKey(4), 6)
+  a, b = jax.jit(in_step.reset)(keys), jax.jit(by_caller.reset)(keys)
+  step_a, step_b = jax.jit(in_step.step), jax.jit(by_caller.step)
+  refresh = jax.jit(by_caller.refresh_pool_if_due)
+  for t in range(15):
+    if t % 5 == 0:
+      b = refresh(b)
+    a, b = step_a(a, actions[t]), step_b(b, actions[t])
+    np.testing.assert_array_equal(np.asarray(a.data.qpos), np.asarray(b.data.qpos))
+    np.testing.assert_array_equal(np.asarray(a.info["reset_pool"]["data"].qpos),
+                                  np.asarray(b.info["reset_pool"]["data"].qpos))
+  # Without the caller's refresh the pool is never redrawn, however old.
+  stale = b
+  for t in range(6):
+    stale = step_b(stale, actions[t])
+  assert int(stale.info["reset_pool_age"][0]) == 11
+  np.testing.assert_array_equal(np.asarray(stale.info["reset_pool"]["data"].qpos),
+                                np.asarray(b.info["reset_pool"]["data"].qpos))
+  assert not np.array_equal(np.asarray(refresh(stale).info["reset_pool"]["data"].qpos),
+                            np.asarray(b.info["reset_pool"]["data"].qpos))
+
+
 def test_action_repeat_sums_rewards(cartpole):
   once = wrappers.VmapWrapper(wrappers.EpisodeWrapper(cartpole, 100, action_repeat=1))
   thrice = wrappers.VmapWrapper(wrappers.EpisodeWrapper(cartpole, 100, action_repeat=3))

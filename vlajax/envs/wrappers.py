@@ -125,16 +125,22 @@ class AutoResetWrapper(Wrapper):
   only when some env in the batch is done; with `K > 1` the pool (`info["reset_pool"]`) is redrawn
   every K steps (`info["reset_pool_age"]` counts them) and finished envs take theirs by a select.
   The done flag, reward and truncation of the finished step are kept.
+
+  With `refresh_by_caller=True`, `step` never redraws the pool: the caller runs
+  `refresh_pool_if_due` between steps, e.g. once before a `lax.scan` over K steps. A scanned step
+  then holds no cond, whose predicate an accelerator reads back to the host at every step.
   """
 
   _OWN_INFO = ("truncation", "final_obs", "reset_rng", "reset_pool", "reset_pool_age")
 
-  def __init__(self, env, keep_final_obs: bool = True, reset_refresh: int = 1):
+  def __init__(self, env, keep_final_obs: bool = True, reset_refresh: int = 1,
+               refresh_by_caller: bool = False):
     super().__init__(env)
     if reset_refresh < 1:
       raise ValueError(f"reset_refresh ({reset_refresh}) must be >= 1")
     self.keep_final_obs = keep_final_obs
     self.reset_refresh = reset_refresh
+    self.refresh_by_caller = refresh_by_caller
 
   def reset(self, rng: jax.Array) -> State:
     keys = jax.vmap(jax.random.split)(rng)  # [B, 2, 2]
@@ -147,9 +153,8 @@ class AutoResetWrapper(Wrapper):
     return state
 
   def step(self, state: State, action: jax.Array) -> State:
-    if self.reset_refresh > 1:  # redrawn before stepping, so it sees DR ranges changed in between
-      state = jax.lax.cond(state.info["reset_pool_age"][0] >= self.reset_refresh,
-                           self._refresh_pool, lambda s: s, state)
+    if not self.refresh_by_caller:  # before stepping, so it sees DR ranges changed in between
+      state = self.refresh_pool_if_due(state)
     # Envs finished on the previous step were already reset, so clear their flags first.
     state = state.replace(done=jnp.zeros_like(state.done))
     state = self.env.step(state, action)
@@ -161,6 +166,13 @@ class AutoResetWrapper(Wrapper):
     state = self._take_from_pool(state)
     state.info["reset_pool_age"] = state.info["reset_pool_age"] + 1
     return state
+
+  def refresh_pool_if_due(self, state: State) -> State:
+    """Redraws the reset pool when it has served `reset_refresh` steps (no-op without a pool)."""
+    if self.reset_refresh == 1:
+      return state
+    return jax.lax.cond(state.info["reset_pool_age"][0] >= self.reset_refresh,
+                        self._refresh_pool, lambda s: s, state)
 
   def _draw(self, state: State) -> tuple[State, jax.Array]:
     """Fresh initial states for the whole batch, and the envs' next reset keys."""
@@ -201,8 +213,10 @@ class AutoResetWrapper(Wrapper):
 
 
 def wrap_for_training(env, episode_length: int, action_repeat: int = 1,
-                      keep_final_obs: bool = True, reset_refresh: int = 1):
+                      keep_final_obs: bool = True, reset_refresh: int = 1,
+                      refresh_by_caller: bool = False):
   """Episode limit + action repeat, vmap over a batch, then auto-reset: the learners' env."""
   env = EpisodeWrapper(env, episode_length, action_repeat)
   env = VmapWrapper(env)
-  return AutoResetWrapper(env, keep_final_obs=keep_final_obs, reset_refresh=reset_refresh)
+  return AutoResetWrapper(env, keep_final_obs=keep_final_obs, reset_refresh=reset_refresh,
+                          refresh_by_caller=refresh_by_caller)

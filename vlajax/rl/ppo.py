@@ -195,9 +195,11 @@ class Learner:
     validate(config, self.num_devices)
     self.config = config
     self.env = env
+    # With the default (`reset_refresh < 0`) the pool is redrawn once before each rollout's scan.
     self.train_env = wrappers.wrap_for_training(
         env, config.episode_length, config.action_repeat,
-        reset_refresh=config.unroll_length if config.reset_refresh < 0 else config.reset_refresh)
+        reset_refresh=config.unroll_length if config.reset_refresh < 0 else config.reset_refresh,
+        refresh_by_caller=config.reset_refresh < 0)
     self.eval_env = wrappers.VmapWrapper(
         wrappers.EpisodeWrapper(env, config.episode_length, config.action_repeat))
     self.obs_sizes = env.observation_size
@@ -280,7 +282,8 @@ class Learner:
       return (next_state, ep_return, ep_length, done_stats), transition
 
     zero = jnp.zeros(())
-    carry = (state.env_state, state.episode_return, state.episode_length, (zero, zero, zero))
+    env_state = self.train_env.refresh_pool_if_due(state.env_state)
+    carry = (env_state, state.episode_return, state.episode_length, (zero, zero, zero))
     carry, traj = jax.lax.scan(step, carry, jax.random.split(rng, cfg.unroll_length))
     return carry, traj
 

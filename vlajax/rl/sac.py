@@ -162,10 +162,17 @@ class Learner:
     self.env = env
     # Finished envs take a fresh initial state from a pool redrawn every `reset_refresh` steps
     # rather than a batched reset at every step where one finished (with 128 envs that is most
-    # steps, and it made our env step cost 2 physics steps on a GPU).
+    # steps, and it made our env step cost 2 physics steps on a GPU). By default the pool is
+    # redrawn once before each iteration's scan, so the scanned step holds no cond.
     self.train_env = wrappers.wrap_for_training(
         env, config.episode_length, config.action_repeat,
-        reset_refresh=config.steps_per_iteration if config.reset_refresh < 0 else config.reset_refresh)
+        reset_refresh=config.steps_per_iteration if config.reset_refresh < 0 else config.reset_refresh,
+        refresh_by_caller=config.reset_refresh < 0)
+    # Learning starts once `min_replay` transitions are stored. On the CPU a cond skips the
+    # updates before that; on an accelerator a cond's predicate is read back by the host at every
+    # env step, so there every step computes the updates and a select discards them while
+    # prefilling (the same values; only the few prefill steps' compute is wasted).
+    self.gate_learning_by_select = self.mesh.devices.flat[0].platform != "cpu"
     self.eval_env = evaluation.make_eval_env(env, config.episode_length, config.action_repeat)
     self.obs_sizes = env.observation_size
     for key in (config.policy_obs_key, config.critic_obs_key):
@@ -353,15 +360,21 @@ class Learner:
       replay = replay_lib.insert(replay, row, done)
       if cfg.normalize_observations:
         stats = running_stats.update(stats, obs)
-      params, opt_state, metrics = jax.lax.cond(
-          learning, lambda: self._learn(params, opt_state, stats, replay, k_learn),
-          lambda: (params, opt_state, template))
+      if self.gate_learning_by_select:
+        learned = self._learn(params, opt_state, stats, replay, k_learn)
+        params, opt_state, metrics = jax.tree.map(lambda new, old: jnp.where(learning, new, old),
+                                                  learned, (params, opt_state, template))
+      else:
+        params, opt_state, metrics = jax.lax.cond(
+            learning, lambda: self._learn(params, opt_state, stats, replay, k_learn),
+            lambda: (params, opt_state, template))
       ep_return, ep_length, done_stats = loop.track_episodes(ep_return, ep_length, done_stats,
                                                              next_state.reward, done)
       carry = (params, opt_state, stats, replay, next_state, ep_return, ep_length, done_stats)
       return carry, (metrics, learning, next_state.reward)
 
-    carry = (state.params, state.opt_state, state.obs_stats, state.replay, state.env_state,
+    env_state = self.train_env.refresh_pool_if_due(state.env_state)
+    carry = (state.params, state.opt_state, state.obs_stats, state.replay, env_state,
              state.episode_return, state.episode_length, loop.episode_totals())
     carry, (metrics, learning, rewards) = jax.lax.scan(
         env_step, carry, jax.random.split(k_steps, cfg.steps_per_iteration))
