@@ -23,7 +23,7 @@ cmd[ppo_quadruped]="benchmarks/ppo_vs_brax.py --envs=quadruped_joystick --num_en
 limit[ppo_reacher]=220
 cmd[ppo_reacher]="benchmarks/ppo_vs_brax.py --envs=reacher --num_envs=4096 --minibatches=32 --iterations=20 --brax_epochs=4 --hidden=256,256"
 limit[sac]=260
-cmd[sac]="benchmarks/sac_vs_brax.py --envs=cartpole --num_envs=128 --batch_size=512 --grad_updates=8 --steps=200000 --hidden=256,256 --brax_epochs=4 --reset_refresh=-1,50:cond"
+cmd[sac]="benchmarks/sac_vs_brax.py --envs=cartpole --num_envs=128 --batch_size=512 --grad_updates=8 --steps=200000 --hidden=256,256 --brax_epochs=4 --reset_refresh=-1,50"
 limit[tdmpc_latency]=70
 cmd[tdmpc_latency]="benchmarks/tdmpc.py --skip_training --latent=512 --mlp=512 --enc=256 --batch_sizes=1,256 --repeats=10"
 big="latent_dim=512,mlp_dim=512,enc_dim=256,mppi.num_samples=512,mppi.num_elites=64,mppi.num_prior_samples=24"

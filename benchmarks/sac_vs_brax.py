@@ -18,10 +18,8 @@ replay `jnp.roll`s the whole buffer per insert when full, ours writes one row in
 auto-reset puts a finished env back to its cached first state; ours gives it a fresh draw from a
 pool redrawn once per iteration, before the iteration's scan (`--reset_refresh=1`: a batched
 reset at every step where an env finished, our SAC's behaviour before 2026-11-26, which cost a
-second physics step on a GPU). An entry `K:cond` of `--reset_refresh` also gates learning during
-the prefill by a cond (the CPU's way, a host round trip per env step on a GPU) instead of the
-accelerator's select; `--reset_refresh=-1,50:cond` (50 = `--steps_per_iteration`) compares ours
-with its code path before 2026-11-26 (pool age checked by a cond inside every scanned step).
+second physics step on a GPU). `--reset_refresh=-1,50` (50 = `--steps_per_iteration`) also times
+the pool redrawn by a cond inside the scanned step (its code path before 2026-11-26).
 """
 from __future__ import annotations
 
@@ -79,8 +77,6 @@ def run_ours(env, hp: dict) -> dict:
                   num_iterations=iterations, normalize_observations=True,
                   target_entropy_scale=-0.5, reset_refresh=hp["reset_refresh"]))
   learner = sac.Learner(env, cfg, mesh_lib.make_mesh({"data": -1}))
-  if hp.get("gate"):
-    learner.gate_learning_by_select = hp["gate"] == "select"   # read when first traced
   state = learner.init(jax.random.PRNGKey(0))
   tic = time.perf_counter()
   state, _ = learner.iteration(state)  # compile
@@ -143,10 +139,9 @@ def main():
   parser.add_argument("--eval_envs", type=int, default=32)
   parser.add_argument("--reset_refresh", default="-1",
                       help="our auto-reset pool's redraw interval (`sac.reset_refresh`; -1: once per "
-                           "iteration, 1: a batched reset at every step where an env finished), "
-                           "optionally ':cond' or ':select' (the prefill's learning gate; default: "
-                           "the platform's); a comma list runs ours once per entry, the first is "
-                           "compared with brax")
+                           "iteration, before its scan; 1: a batched reset at every step where an env "
+                           "finished); a comma list runs ours once per value, the first is compared "
+                           "with brax")
   parser.add_argument("--brax_epochs", type=int, default=4,
                       help="brax training epochs the budget is split into (>= 3)")
   args = parser.parse_args()
@@ -160,15 +155,11 @@ def main():
               min_replay=args.min_replay, lr=1e-3, gamma=0.99, tau=0.005, reward_scaling=1.0,
               hidden=hidden, episode_length=args.episode_length, eval_envs=args.eval_envs)
     variants = {}
-    for entry in args.reset_refresh.split(","):
-      refresh, _, gate = entry.partition(":")
-      if gate not in ("", "cond", "select"):
-        raise ValueError(f"--reset_refresh entry '{entry}': the gate must be 'cond' or 'select'")
-      variant = f"ours_reset_refresh_{refresh}" + (f"_{gate}" if gate else "")
-      variants[variant] = run_ours(ours_env, dict(hp, reset_refresh=int(refresh), gate=gate))
-      log(f"ours with reset_refresh={entry} done")
+    for refresh in (int(r) for r in args.reset_refresh.split(",")):
+      variants[f"ours_reset_refresh_{refresh}"] = run_ours(ours_env, dict(hp, reset_refresh=refresh))
+      log(f"ours with reset_refresh={refresh} done")
     ours = next(iter(variants.values()))
-    hp["reset_refresh"] = args.reset_refresh.split(",")[0]
+    hp["reset_refresh"] = int(args.reset_refresh.split(",")[0])
     print(json.dumps({name: variants}, default=float), flush=True)
     theirs = run_brax(brax_env, hp, args.brax_epochs)
     results["envs"][name] = {

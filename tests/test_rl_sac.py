@@ -99,13 +99,8 @@ def test_truncation_stores_the_true_last_observation(smoke4):
 
 
 def test_one_vs_four_devices_match(smoke4):
-  """Also covers the accelerator's learning gate: the 1-device learner gates the prefill steps'
-  updates by a select (as on a GPU), the 4-device one by a cond (the CPU's default). The first
-  iteration is half prefill, half learning."""
   learner4, _ = smoke4
   learner1, _ = _learner("smoke", devices=jax.devices()[:1])
-  assert not learner4.gate_learning_by_select
-  learner1.gate_learning_by_select = True   # read when `iteration` is first traced
   results = []
   for learner in (learner1, learner4):
     state = learner.init(jax.random.PRNGKey(3))

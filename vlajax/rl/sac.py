@@ -168,11 +168,7 @@ class Learner:
         env, config.episode_length, config.action_repeat,
         reset_refresh=config.steps_per_iteration if config.reset_refresh < 0 else config.reset_refresh,
         refresh_by_caller=config.reset_refresh < 0)
-    # Learning starts once `min_replay` transitions are stored. On the CPU a cond skips the
-    # updates before that; on an accelerator a cond's predicate is read back by the host at every
-    # env step, so there every step computes the updates and a select discards them while
-    # prefilling (the same values; only the few prefill steps' compute is wasted).
-    self.gate_learning_by_select = self.mesh.devices.flat[0].platform != "cpu"
+
     self.eval_env = evaluation.make_eval_env(env, config.episode_length, config.action_repeat)
     self.obs_sizes = env.observation_size
     for key in (config.policy_obs_key, config.critic_obs_key):
@@ -360,14 +356,11 @@ class Learner:
       replay = replay_lib.insert(replay, row, done)
       if cfg.normalize_observations:
         stats = running_stats.update(stats, obs)
-      if self.gate_learning_by_select:
-        learned = self._learn(params, opt_state, stats, replay, k_learn)
-        params, opt_state, metrics = jax.tree.map(lambda new, old: jnp.where(learning, new, old),
-                                                  learned, (params, opt_state, template))
-      else:
-        params, opt_state, metrics = jax.lax.cond(
-            learning, lambda: self._learn(params, opt_state, stats, replay, k_learn),
-            lambda: (params, opt_state, template))
+      # A cond, not a select that computes and discards the prefill steps' updates: on an H100
+      # the select measured 8 % slower (BENCHMARKS.md).
+      params, opt_state, metrics = jax.lax.cond(
+          learning, lambda: self._learn(params, opt_state, stats, replay, k_learn),
+          lambda: (params, opt_state, template))
       ep_return, ep_length, done_stats = loop.track_episodes(ep_return, ep_length, done_stats,
                                                              next_state.reward, done)
       carry = (params, opt_state, stats, replay, next_state, ep_return, ep_length, done_stats)
