@@ -127,6 +127,7 @@ def run_brax(brax_env, hp: dict, iterations: int, epochs: int, seed: int = 0) ->
                 learning_rate=hp["lr"], entropy_cost=hp["entropy"], discounting=hp["gamma"],
                 gae_lambda=0.95, clipping_epsilon=0.3, max_grad_norm=1.0,
                 normalize_observations=True, num_evals=epochs + 1, num_eval_envs=hp["eval_envs"],
+                deterministic_eval=True,   # brax's default samples; ours evaluates the mode
                 max_devices_per_host=1, network_factory=factory, seed=seed,
                 progress_fn=lambda step, metrics: (progress.append((step, metrics)), log(
                     f"brax seed {seed}: step {step} sps {metrics.get('training/sps', '-')} "

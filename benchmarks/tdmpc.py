@@ -1,8 +1,10 @@
 """TD-MPC vs our SAC vs our PPO at a fixed env-step budget, and MPPI planning latency; prints JSON.
 
-1. `sample_efficiency`: each learner trains on the same env (cart-pole balance, 200 env steps per
-   episode) with its `cartpole` config (`experiments/configs/{tdmpc,sac,ppo}_*.py`) plus any
-   overrides until `--env_steps` env steps (control steps × action repeat); the deterministic
+1. `sample_efficiency`: each learner trains on the same env (`--env`: cart-pole balance or
+   swing-up, `--episode_env_steps` per episode, default 200) with its `cartpole` config
+   (`experiments/configs/{tdmpc,sac,ppo}_*.py`; the learner's episode length follows from its
+   action repeat) plus any overrides until `--env_steps` env steps (control steps × action
+   repeat); the deterministic
    evaluation return (`--eval_envs` fresh episodes) is recorded at each quarter of the budget, with
    the wall time. The default budget, 6.4k, puts the quarters at the same env steps (1.6k, 3.2k,
    4.8k, 6.4k) for TD-MPC (200 or 400 env steps per iteration) and SAC (800 or 1,600).
@@ -15,6 +17,8 @@
   # brax's target τ 0.005 (SAC's `cartpole` preset uses 0.05):
   python benchmarks/tdmpc.py --learners="tdmpc;sac:tau=0.005" --seeds=5
   python benchmarks/tdmpc.py --env_steps=50000 --latent=512 --mlp=512 --enc=256   # accelerator
+  # Swing-up (starts hanging, no termination), 10 s episodes, quarters at 4.8k / 9.6k / 14.4k / 19.2k:
+  python benchmarks/tdmpc.py --env=cartpole_swingup --episode_env_steps=500 --env_steps=19200
 
 The default learners: TD-MPC's and SAC's `cartpole` presets, SAC's preset at brax's τ 0.005, SAC
 at standard settings (no repeat, 16 updates per batched step of 16 envs = UTD 1, 1,024 seed
