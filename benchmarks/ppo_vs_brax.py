@@ -71,6 +71,11 @@ def raw_throughput(env, num_envs: int, steps: int) -> float:
 
 
 def make_ours(env, hp: dict, iterations: int) -> ppo.Learner:
+  return ppo.Learner(env, ours_config(hp, iterations), mesh_lib.make_mesh({"data": -1}))
+
+
+def ours_config(hp: dict, iterations: int):
+  """Our PPO config with brax's settings from `hp`."""
   cfg = ppo.default_config()
   cfg.update(dict(num_envs=hp["num_envs"], unroll_length=hp["unroll"],
                   num_minibatches=hp["minibatches"], num_epochs=hp["epochs"],
@@ -81,7 +86,7 @@ def make_ours(env, hp: dict, iterations: int) -> ppo.Learner:
                   value_obs_key=hp["value_obs_key"],
                   # brax masks truncated steps instead of bootstrapping from the final observation
                   bootstrap_on_timeout=False))
-  return ppo.Learner(env, cfg, mesh_lib.make_mesh({"data": -1}))
+  return cfg
 
 
 def run_ours(learner: ppo.Learner, hp: dict, iterations: int, seed: int = 0) -> dict:
