@@ -61,6 +61,7 @@ def default_config() -> ml_collections.ConfigDict:
       "entropy_coef": 1e-2,
       "max_grad_norm": 1.0,
       "normalize_advantages": True,
+      "recompute_advantages": False,  # GAE per minibatch of whole trajectories, current value net
       "normalize_observations": True,
       "bootstrap_on_timeout": True,
       "reset_refresh": -1,         # auto-reset pool redrawn every N env steps; < 0: unroll_length
@@ -86,6 +87,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if samples % config.num_minibatches:
     raise ValueError(f"ppo.num_minibatches ({config.num_minibatches}) must divide "
                      f"num_envs × unroll_length ({samples})")
+  if config.recompute_advantages and config.num_envs % config.num_minibatches:
+    raise ValueError(f"ppo.num_minibatches ({config.num_minibatches}) must divide ppo.num_envs "
+                     f"({config.num_envs}) with recompute_advantages (minibatches of whole "
+                     "trajectories)")
   if config.reset_refresh == 0:
     raise ValueError("ppo.reset_refresh (0) must be >= 1 (env steps between redraws of the "
                      "auto-reset pool) or < 0 (once per rollout)")
@@ -324,6 +329,33 @@ class Learner:
     }
     return loss, metrics
 
+  def _advantages(self, params, stats, seq: dict):
+    """GAE over time-major `seq` (`obs`, `final_obs`: [T, B, ...]; `last_obs`: [1, B, ...], the
+    observation after the last step; `reward`, `done`, `truncation`: [T, B]) with value net
+    `params["value"]`: (values, advantages, returns, mask), each f32[T, B]."""
+    cfg = self.config
+    values = self.networks.value_fn(params, self._normalize(stats, seq["obs"]))
+    if cfg.bootstrap_on_timeout:   # V of the true next observation (before any auto-reset)
+      next_values = self.networks.value_fn(params, self._normalize(stats, seq["final_obs"]))
+    else:
+      # GAE then ignores the next value wherever an episode ended, and elsewhere s_{t+1} is the
+      # next row's observation: one value pass over the batch instead of two (as brax does).
+      last = self.networks.value_fn(params, self._normalize(stats, seq["last_obs"]))
+      next_values = jnp.concatenate([values[1:], last], axis=0)
+    advantages, returns, mask = gae_lib.gae(seq["reward"] * cfg.reward_scaling, values,
+                                            next_values, seq["done"], seq["truncation"],
+                                            cfg.gamma, cfg.gae_lambda, cfg.bootstrap_on_timeout)
+    return values, advantages, returns, mask
+
+  def _trajectory_loss(self, params, stats, seq: dict, rng):
+    """`_loss` on a minibatch of whole trajectories (`seq` leaves [T, b, ...], plus the rollout's
+    `raw_action`, `log_prob` and `value`), advantages recomputed with the current value net."""
+    _, advantages, returns, mask = jax.lax.stop_gradient(self._advantages(params, stats, seq))
+    batch = {"obs": seq["obs"], "raw_action": seq["raw_action"], "log_prob": seq["log_prob"],
+             "advantage": advantages, "return": returns, "value": seq["value"], "mask": mask}
+    flat = lambda x: jnp.reshape(x, (-1,) + x.shape[2:])
+    return self._loss(params, stats, jax.tree.map(flat, batch), rng)
+
   def _iteration(self, state: TrainState) -> tuple[TrainState, dict]:
     cfg = self.config
     rng, k_roll, k_sgd = jax.random.split(state.rng, 3)
@@ -332,30 +364,35 @@ class Learner:
     obs_stats = state.obs_stats
     if cfg.normalize_observations:
       obs_stats = running_stats.update(obs_stats, traj.obs)
-    obs = self._normalize(obs_stats, traj.obs)
-    final_obs = self._normalize(obs_stats, traj.final_obs) if cfg.bootstrap_on_timeout else None
-    values = self.networks.value_fn(state.params, obs)
-    if cfg.bootstrap_on_timeout:   # V of the true next observation (before any auto-reset)
-      next_values = self.networks.value_fn(state.params, final_obs)
-    else:
-      # GAE then ignores the next value wherever an episode ended, and elsewhere s_{t+1} is the
-      # next row's observation: one value pass over the batch instead of two (as brax does).
-      last = self.networks.value_fn(state.params, self._normalize(obs_stats, env_state.obs))
-      next_values = jnp.concatenate([values[1:], last[None]], axis=0)
-    rewards = traj.reward * cfg.reward_scaling
-    advantages, returns, mask = gae_lib.gae(rewards, values, next_values, traj.done,
-                                            traj.truncation, cfg.gamma, cfg.gae_lambda,
-                                            cfg.bootstrap_on_timeout)
+    seq = {"obs": traj.obs, "final_obs": traj.final_obs,
+           "last_obs": jax.tree.map(lambda x: x[None], env_state.obs),
+           "reward": traj.reward, "done": traj.done, "truncation": traj.truncation}
+    values, advantages, returns, mask = self._advantages(state.params, obs_stats, seq)
 
-    num_samples = cfg.num_envs * cfg.unroll_length
-    flat = lambda x: jnp.reshape(x, (num_samples,) + x.shape[2:])
-    data = jax.tree.map(flat, {"obs": traj.obs, "raw_action": traj.raw_action,
-                               "log_prob": traj.log_prob, "advantage": advantages,
-                               "return": returns, "value": values, "mask": mask})
+    if cfg.recompute_advantages:
+      # brax's way: minibatches of whole trajectories (a split of the env axis), GAE recomputed in
+      # every minibatch loss with the value net as it is then.
+      data = {**seq, "raw_action": traj.raw_action, "log_prob": traj.log_prob, "value": values}
+      num_units, unit_axis = cfg.num_envs, 1
+      loss_fn = self._trajectory_loss
+    else:
+      num_samples = cfg.num_envs * cfg.unroll_length
+      flat = lambda x: jnp.reshape(x, (num_samples,) + x.shape[2:])
+      data = jax.tree.map(flat, {"obs": traj.obs, "raw_action": traj.raw_action,
+                                 "log_prob": traj.log_prob, "advantage": advantages,
+                                 "return": returns, "value": values, "mask": mask})
+      num_units, unit_axis = num_samples, 0
+      loss_fn = self._loss
+
+    def minibatches(x, perm):
+      """`x` permuted along the unit axis and split into [num_minibatches, ...] there."""
+      x = jnp.take(x, perm, axis=unit_axis)
+      shape = x.shape[:unit_axis] + (cfg.num_minibatches, -1) + x.shape[unit_axis + 1:]
+      return jnp.moveaxis(jnp.reshape(x, shape), unit_axis, 0)
 
     lr = scheduled_lr(cfg, state.iteration, state.learning_rate)
     opt_state = _set_learning_rate(state.opt_state, lr)
-    grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def minibatch_step(carry, batch):
       params, opt_state, key = carry
@@ -369,9 +406,8 @@ class Learner:
     def epoch_step(carry, key):
       params, opt_state = carry
       k_perm, k_mb = jax.random.split(key)
-      perm = jax.random.permutation(k_perm, num_samples)
-      shuffled = jax.tree.map(
-          lambda x: jnp.reshape(x[perm], (cfg.num_minibatches, -1) + x.shape[1:]), data)
+      perm = jax.random.permutation(k_perm, num_units)
+      shuffled = jax.tree.map(lambda x: minibatches(x, perm), data)
       (params, opt_state, _), metrics = jax.lax.scan(
           minibatch_step, (params, opt_state, k_mb), shuffled)
       return (params, opt_state), metrics
