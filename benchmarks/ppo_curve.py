@@ -19,16 +19,14 @@ import jax
 from ppo_vs_brax import make_env, ours_config
 from progress_log import log
 from vlajax.core import mesh as mesh_lib
+from vlajax.core.config import apply_overrides
 from vlajax.rl import ppo
 
 
 def curve(env, hp: dict, iterations: int, overrides: str, eval_every: int) -> list[dict]:
-  config = ours_config(hp, iterations)
-  for item in filter(None, overrides.split(",")):
-    key, value = item.split("=", 1)
-    if key not in config:
-      raise KeyError(f"unknown ppo config key '{key}'")
-    config[key] = type(config[key])(ast.literal_eval(value))
+  assignments = dict(item.split("=", 1) for item in filter(None, overrides.split(",")))
+  config = apply_overrides(ours_config(hp, iterations),
+                           {k: ast.literal_eval(v) for k, v in assignments.items()}, where="ppo")
   learner = ppo.Learner(env, config, mesh_lib.make_mesh({"data": -1}))
   state, points = learner.init(jax.random.PRNGKey(0)), []
   for it in range(1, iterations + 1):

@@ -330,8 +330,9 @@ class Learner:
     return loss, metrics
 
   def _advantages(self, params, stats, seq: dict):
-    """GAE over time-major `seq` (`obs`, `final_obs`: [T, B, ...]; `last_obs`: [1, B, ...], the
-    observation after the last step; `reward`, `done`, `truncation`: [T, B]) with value net
+    """GAE over time-major `seq` (`obs`: [T, B, ...]; with `bootstrap_on_timeout` `final_obs`:
+    [T, B, ...], else `last_obs`: [1, B, ...], the observation after the last step; `reward`,
+    `done`, `truncation`: [T, B]) with value net
     `params["value"]`: (values, advantages, returns, mask), each f32[T, B]."""
     cfg = self.config
     values = self.networks.value_fn(params, self._normalize(stats, seq["obs"]))
@@ -364,9 +365,11 @@ class Learner:
     obs_stats = state.obs_stats
     if cfg.normalize_observations:
       obs_stats = running_stats.update(obs_stats, traj.obs)
-    seq = {"obs": traj.obs, "final_obs": traj.final_obs,
-           "last_obs": jax.tree.map(lambda x: x[None], env_state.obs),
-           "reward": traj.reward, "done": traj.done, "truncation": traj.truncation}
+    seq = {"obs": traj.obs, "reward": traj.reward, "done": traj.done, "truncation": traj.truncation}
+    if cfg.bootstrap_on_timeout:
+      seq["final_obs"] = traj.final_obs
+    else:
+      seq["last_obs"] = jax.tree.map(lambda x: x[None], env_state.obs)
     values, advantages, returns, mask = self._advantages(state.params, obs_stats, seq)
 
     if cfg.recompute_advantages:

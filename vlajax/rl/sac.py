@@ -168,7 +168,6 @@ class Learner:
         env, config.episode_length, config.action_repeat,
         reset_refresh=config.steps_per_iteration if config.reset_refresh < 0 else config.reset_refresh,
         refresh_by_caller=config.reset_refresh < 0)
-
     self.eval_env = evaluation.make_eval_env(env, config.episode_length, config.action_repeat)
     self.obs_sizes = env.observation_size
     for key in (config.policy_obs_key, config.critic_obs_key):
