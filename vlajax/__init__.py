@@ -1,3 +1,7 @@
 """vlajax: massively parallel simulated RL and flow-matching VLA training in JAX/Flax."""
+from vlajax.core import cpu_linalg
+
+# Before anything is lowered: batched LAPACK on the CPU deadlocks jaxlib 0.10 (core/cpu_linalg.py).
+cpu_linalg.install()
 
 __version__ = "0.1.0"
