@@ -89,23 +89,28 @@ def ours_config(hp: dict, iterations: int):
   return cfg
 
 
-def run_ours(learner: ppo.Learner, hp: dict, iterations: int, seed: int = 0) -> dict:
-  """Trains `iterations` iterations from `seed`; the learner's jitted functions are reused."""
+def run_ours(learner: ppo.Learner, hp: dict, iterations: int, seed: int = 0,
+             eval_every: int | None = None) -> dict:
+  """Trains `iterations` iterations from `seed` (the learner's jitted functions are reused),
+  evaluating deterministically every `eval_every` iterations (brax's marks) and at the end; the
+  timed env steps/s covers iterations 2.. without the evaluations."""
   state = learner.init(jax.random.PRNGKey(seed))
-  state, _ = learner.iteration(state)  # compiles on the first seed
-  jax.block_until_ready(state)
-  log(f"ours seed {seed}: first iteration done")
-  tic = time.perf_counter()
-  for _ in range(iterations - 1):
+  eval_every = eval_every or iterations
+  seconds, curve = 0.0, []
+  for it in range(1, iterations + 1):
+    tic = time.perf_counter()
     state, _ = learner.iteration(state)
-  jax.block_until_ready(state)
-  seconds = time.perf_counter() - tic
-  log(f"ours seed {seed}: {(iterations - 1) * learner.env_steps_per_iteration / seconds:.0f} env steps/s")
-  ret = float(learner.evaluate(state, jax.random.PRNGKey(7), hp["eval_envs"])["eval/episode_return"])
-  log(f"ours seed {seed}: eval return {ret:.2f}")
-  return {"env_steps_per_s": (iterations - 1) * learner.env_steps_per_iteration / seconds,
-          "train_seconds": seconds, "final_eval_return": ret,
-          "env_steps": iterations * learner.env_steps_per_iteration}
+    jax.block_until_ready(state)
+    if it > 1:  # the first iteration compiles (on the first seed)
+      seconds += time.perf_counter() - tic
+    if it % eval_every == 0 or it == iterations:
+      ret = float(learner.evaluate(state, jax.random.PRNGKey(7), hp["eval_envs"])["eval/episode_return"])
+      curve.append((it * learner.env_steps_per_iteration, ret))
+      log(f"ours seed {seed}: {curve[-1][0]} env steps, eval return {ret:.2f}")
+  sps = (iterations - 1) * learner.env_steps_per_iteration / max(seconds, 1e-9)
+  log(f"ours seed {seed}: {sps:.0f} env steps/s")
+  return {"env_steps_per_s": sps, "train_seconds": seconds, "final_eval_return": curve[-1][1],
+          "eval_curve": curve, "env_steps": iterations * learner.env_steps_per_iteration}
 
 
 def run_brax(brax_env, hp: dict, iterations: int, epochs: int, seed: int = 0) -> dict:
@@ -139,7 +144,8 @@ def run_brax(brax_env, hp: dict, iterations: int, epochs: int, seed: int = 0) ->
                     f"eval {metrics.get('eval/episode_reward', '-')}")))
   brax_ppo.train(**kwargs)
   sps = [float(m["training/sps"]) for _, m in progress if "training/sps" in m]
-  return {"env_steps_per_s": float(np.median(sps[2:])), "sps_per_epoch": sps,
+  curve = [(int(step), float(m["eval/episode_reward"])) for step, m in progress if step > 0]
+  return {"env_steps_per_s": float(np.median(sps[2:])), "sps_per_epoch": sps, "eval_curve": curve,
           "final_eval_return": float(progress[-1][1]["eval/episode_reward"]),
           "env_steps": int(progress[-1][0])}
 
@@ -169,7 +175,8 @@ def main():
               episode_length=args.episode_length, eval_envs=args.eval_envs,
               value_obs_key="privileged_state" if name != "reacher" else "state")
     learner = make_ours(ours_env, hp, args.iterations)
-    ours_runs = [run_ours(learner, hp, args.iterations, seed) for seed in range(args.seeds)]
+    ours_runs = [run_ours(learner, hp, args.iterations, seed, args.iterations // args.brax_epochs)
+                 for seed in range(args.seeds)]
     print(json.dumps({name: {"ours": ours_runs}}, default=float), flush=True)
     brax_runs = [run_brax(brax_env, hp, args.iterations, args.brax_epochs, seed)
                  for seed in range(args.seeds)]
@@ -184,7 +191,12 @@ def main():
       result.update(final_eval_return=float(np.mean(returns)), final_eval_returns=returns,
                     final_eval_return_std=float(np.std(returns)),
                     env_steps_per_s=float(np.mean(sps)), env_steps_per_s_per_seed=sps)
+    marks = {}  # env steps -> mean eval return over seeds, ours and brax's, at brax's eval points
+    for label, runs in (("ours", ours_runs), ("brax", brax_runs)):
+      for i, (step, _) in enumerate(runs[0]["eval_curve"]):
+        marks.setdefault(step, {})[label] = float(np.mean([r["eval_curve"][i][1] for r in runs]))
     results["envs"][name] = {
+        "eval_return_at_env_steps": marks,
         "hyperparameters": {k: v for k, v in hp.items()}, "iterations": args.iterations,
         "ours": ours, "brax": theirs, "raw_env_steps_per_s": raw,
         "ratio_steps_per_s_ours_over_brax": ours["env_steps_per_s"] / theirs["env_steps_per_s"],

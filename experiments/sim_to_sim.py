@@ -51,7 +51,7 @@ class SimToSimConfig:
 
 def run(cfg: SimToSimConfig) -> dict:
     """Runs the schedule; returns tracking errors, falls and bridge timing statistics."""
-    run_config = ppo.load_policy(cfg.checkpoint).config  # the env the policy was trained in
+    run_config = ppo.load_policy(cfg.checkpoint)[1]["config"]  # the env the policy was trained in
     env = envs.make(run_config["env_name"], config=ml_collections.ConfigDict(run_config["env"]))
     server, port = None, cfg.server_port
     if port == 0:

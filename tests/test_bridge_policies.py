@@ -50,7 +50,7 @@ def test_ppo_checkpoint_served_over_the_wire(ppo_run):
     assert meta["chunk_length"] == 1 and meta["control_hz"] == pytest.approx(50.0)
     assert meta["observation_spec"] == {"state": {"shape": list(sizes["state"]), "dtype": "float32"}}
     assert meta["action_spec"]["actions"]["shape"] == [1, action_size]
-    direct = ppo.load_policy(run_dir)
+    direct, _ = ppo.load_policy(run_dir)
     rng = np.random.default_rng(0)
     with PolicyServer(served, "127.0.0.1", 0) as server, PolicyClient("127.0.0.1", server.port) as client:
         for _ in range(3):

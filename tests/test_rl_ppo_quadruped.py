@@ -27,7 +27,8 @@ def test_ppo_quadruped_with_adr_widens_ranges_and_loads_policy(tmp_path):
   logged = (tmp_path / "metrics.jsonl").read_text()
   assert '"dr/floor_friction/high"' in logged and '"reward/tracking_lin_vel"' in logged
 
-  policy = ppo.load_policy(tmp_path)
+  policy, info = ppo.load_policy(tmp_path)
+  assert info["action_size"] == env.action_size and info["obs_key"] == "state"
   obs = jax.jit(env.reset)(jax.random.PRNGKey(1)).obs
   action = np.asarray(policy(obs))
   assert action.shape == (env.action_size,) and np.all(np.abs(action) <= 1.0)

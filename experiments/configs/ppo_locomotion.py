@@ -13,24 +13,12 @@ be overridden on the command line, e.g. `--config.ppo.learning_rate=1e-4 --confi
 """
 import ml_collections
 
-from vlajax import envs
-from vlajax.envs import adr
-from vlajax.rl import loop, ppo
+from experiments.configs import rl_base
+from vlajax.rl import ppo
 
 
 def _base(env_name: str) -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.env_name = env_name
-  config.env = envs.default_config(env_name)
-  config.ppo = ppo.default_config()
-  config.adr = adr.default_config()  # automatic DR; off unless `--config.adr.enabled=True`
-  config.adr.performance_metric = "reward/tracking_lin_vel"
-  config.run = loop.run_config()
-  config.workdir = f"runs/ppo_{env_name}"
-  config.mesh = ml_collections.ConfigDict({"data": -1})
-  config.distributed = ml_collections.ConfigDict(
-      {"coordinator_address": "", "num_processes": 1, "process_id": 0})
-  return config
+  return rl_base.base(env_name, "ppo", ppo.default_config(), adr_metric="reward/tracking_lin_vel")
 
 
 def get_config(name: str = "cpu") -> ml_collections.ConfigDict:

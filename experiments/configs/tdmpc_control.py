@@ -19,21 +19,12 @@ Env physics/task config (`config.env`) and learner config (`config.tdmpc`, plann
 """
 import ml_collections
 
-from vlajax import envs
-from vlajax.rl import loop, tdmpc
+from experiments.configs import rl_base
+from vlajax.rl import tdmpc
 
 
 def _base(env_name: str) -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.env_name = env_name
-  config.env = envs.default_config(env_name)
-  config.tdmpc = tdmpc.default_config()
-  config.run = loop.run_config()
-  config.workdir = f"runs/tdmpc_{env_name}"
-  config.mesh = ml_collections.ConfigDict({"data": -1})
-  config.distributed = ml_collections.ConfigDict(
-      {"coordinator_address": "", "num_processes": 1, "process_id": 0})
-  return config
+  return rl_base.base(env_name, "tdmpc", tdmpc.default_config())
 
 
 def get_config(name: str = "cartpole") -> ml_collections.ConfigDict:

@@ -147,18 +147,18 @@ def _load_ppo(*, path: str, step: int | None = None, control_hz: float | None = 
     """
     from vlajax.rl import ppo  # pylint: disable=import-outside-toplevel
 
-    policy = ppo.load_policy(path, step)
-    key = policy.obs_key
-    obs_spec = {key: protocol.ArraySpec(tuple(policy.observation_size[key]), "float32")}
-    env_config = policy.config.get("env", {})
-    env_name = policy.config.get("env_name", "")
+    policy, info = ppo.load_policy(path, step)
+    key = info["obs_key"]
+    obs_spec = {key: protocol.ArraySpec(tuple(info["observation_size"][key]), "float32")}
+    env_config = info["config"].get("env", {})
+    env_name = info["config"].get("env_name", "")
     if control_hz is None:
         control_hz = 1.0 / float(env_config["ctrl_dt"]) if "ctrl_dt" in env_config else 50.0
 
     def infer_fn(observation: dict) -> np.ndarray:
         return np.asarray(policy({key: observation[key]}))
 
-    return ServedPolicy(infer_fn, obs_spec, int(policy.action_size), 1, float(control_hz),
+    return ServedPolicy(infer_fn, obs_spec, int(info["action_size"]), 1, float(control_hz),
                         model_id or f"ppo:{env_name}:{path}",
                         extra_metadata={"kind": "ppo", "env_name": env_name})
 

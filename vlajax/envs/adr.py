@@ -9,6 +9,9 @@ Pure functions on a `flax.struct` state, so the learner can keep it in its train
   state     = adr.with_ranges(batched_env_state, adr_state)  # next auto-resets draw from new ranges
   writer.write(step, adr.as_metrics(adr_state))         # dr/<field>/low, dr/<field>/high
 
+A learner wires it in with two calls: `adr.initial_state(adr_config, env)` when it builds its
+train state, and `adr.advance(...)` at the end of each (jitted) iteration.
+
 Rule, per field with a step size s > 0: when performance >= high_threshold the range widens by s on
 each side; when performance < low_threshold it narrows by s on each side; otherwise it stays. A range
 never leaves its bounds and never becomes narrower than its nominal range (by default the initial
@@ -162,4 +165,40 @@ def as_metrics(state: ADRState) -> dict[str, jax.Array]:
   for field in sorted(state.low):
     metrics[f"dr/{field}/low"] = jnp.mean(state.low[field])
     metrics[f"dr/{field}/high"] = jnp.mean(state.high[field])
+  return metrics
+
+
+def initial_state(cfg: ml_collections.ConfigDict | None, env) -> ADRState | None:
+  """The ADR state a learner starts from for an `adr` config section (`default_config()` plus
+  `performance_metric`), or None when `cfg` is None or not enabled. Built eagerly: the ranges are
+  validated with concrete values."""
+  if cfg is None or not cfg.enabled:
+    return None
+  if not hasattr(env, "default_dr_ranges"):
+    raise ValueError(f"adr.enabled is set but {type(env).__name__} has no domain randomization")
+  if not cfg.get("performance_metric"):
+    raise ValueError("adr.performance_metric must name an env metric (e.g. "
+                     "'reward/tracking_lin_vel') when adr.enabled is set")
+  return from_config(cfg, env.default_dr_ranges())
+
+
+def advance(state: ADRState, env_state, env_metrics: Mapping[str, jax.Array],
+            performance_metric: str):
+  """One ADR step after a learner's iteration: `update` with the mean of
+  `env_metrics[performance_metric]` (any shape, e.g. f32[T, B] from a rollout), then the new
+  ranges into the batched `env_state`. Returns `(state, env_state)`; jittable."""
+  if performance_metric not in env_metrics:
+    raise KeyError(f"adr.performance_metric '{performance_metric}' is not a metric of the env "
+                   f"(have: {', '.join(sorted(env_metrics))})")
+  state = update(state, jnp.mean(env_metrics[performance_metric]))
+  return state, with_ranges(env_state, state)
+
+
+def range_metrics(env_state) -> dict[str, jax.Array]:
+  """`dr/<field>/low|high` of the ranges a batched env state's next resets draw from (means over
+  envs and trailing dims); empty for an env without domain randomization."""
+  metrics = {}
+  for field, value in env_state.info.get("dr_ranges", {}).items():
+    metrics[f"dr/{field}/low"] = jnp.mean(value[:, 0])
+    metrics[f"dr/{field}/high"] = jnp.mean(value[:, 1])
   return metrics

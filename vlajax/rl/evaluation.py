@@ -2,7 +2,8 @@
 
 `act(carry, obs, rng) -> (action f32[B, A], carry)` lets planners carry a warm start between control
 steps. Each env runs until its first `done` (or the episode length); later steps are not counted.
-Returns the mean `eval/episode_return`, `eval/episode_length` and per-step `eval/reward/<term>`.
+Returns the mean `eval/episode_return`, `eval/episode_length` and, for every env metric (reward
+terms `reward/<term>`, tracking errors, ...), its per-step mean over each env's episode `eval/<name>`.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def evaluate(eval_env, act: Callable, carry: Any, rng: jax.Array, num_envs: int,
     return (env_state, policy_carry, alive, ret, length, terms), None
 
   zeros = jnp.zeros((num_envs,))
-  terms = {k: zeros for k in env_state.metrics if k.startswith("reward/")}
+  terms = {k: zeros for k in env_state.metrics}
   init = (env_state, carry, jnp.ones((num_envs,)), zeros, zeros, terms)
   (_, _, _, ret, length, terms), _ = jax.lax.scan(step, init, jax.random.split(k_act, episode_length))
   out = {"eval/episode_return": jnp.mean(ret), "eval/episode_length": jnp.mean(length)}

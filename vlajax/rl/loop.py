@@ -209,12 +209,30 @@ def checked_observation(obs: dict, key: str, expected: tuple) -> jax.Array:
   return x
 
 
+def validate_batching(section: str, config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """The batch-shape checks every learner shares, with errors naming `<section>.<key>`:
+  `num_envs` divisible by the devices; `reset_refresh` >= 1 or < 0; when the config has them,
+  `batch_size` and `replay_capacity` multiples of `num_envs` (each env column of the replay gives
+  an equal share)."""
+  if config.num_envs % num_devices:
+    raise ValueError(f"{section}.num_envs ({config.num_envs}) must be divisible by the number of "
+                     f"devices ({num_devices})")
+  if config.get("reset_refresh") == 0:
+    raise ValueError(f"{section}.reset_refresh (0) must be >= 1 (env steps between redraws of the "
+                     "auto-reset pool) or < 0 (once per iteration)")
+  for key in ("batch_size", "replay_capacity"):
+    if key in config and config[key] % config.num_envs:
+      raise ValueError(f"{section}.{key} ({config[key]}) must be a multiple of {section}.num_envs "
+                       f"({config.num_envs}): every env column contributes an equal share")
+
+
 def run_experiment(config: ml_collections.ConfigDict, section: str, make_learner: Callable,
                    title: str):
   """The body of an RL entry point (`experiments/<learner>_control.py`) for a resolved config.
 
   Joins the multi-host job (`config.distributed`), builds the env (`config.env_name`, `config.env`)
-  and mesh (`config.mesh`), the learner `make_learner(env, config[section], mesh)`, writes the run
+  and mesh (`config.mesh`), the learner `make_learner(env, config[section], mesh)` (plus
+  `adr_config=config.adr` when the config has an `adr` section: automatic DR, `envs/adr.py`), writes the run
   directory `config.workdir` and trains for `config[section].num_iterations` iterations with the
   run config (`config.run`) in each checkpoint's metadata (what `load_policy` reads back).
   """
@@ -226,7 +244,8 @@ def run_experiment(config: ml_collections.ConfigDict, section: str, make_learner
     mesh_lib.initialize_distributed(dist.coordinator_address, dist.num_processes, dist.process_id)
   env = envs.make(config.env_name, config=config.env)
   mesh = mesh_lib.make_mesh(dict(config.mesh))
-  learner = make_learner(env, config[section], mesh)
+  extra = {"adr_config": config.adr} if "adr" in config else {}
+  learner = make_learner(env, config[section], mesh, **extra)
   workdir = prepare_run_dir(config.workdir, config)
   print(f"{title} on {config.env_name}: {mesh.devices.size} device(s), "
         f"{learner.env_steps_per_iteration:,} env steps per iteration, run dir {workdir}")

@@ -1,7 +1,8 @@
 """MLP networks for actor-critic learners.
 
-`MLP(hidden, out)`: f32[..., in] -> f32[..., out]. Orthogonal init (√2 on hidden layers), and a
-small-scale output layer for policy heads, as is standard for PPO.
+`MLP(hidden, out)`: f32[..., in] -> f32[..., out]. Kernel init `orthogonal` (√2 on hidden layers,
+`out_scale` on the output layer: purejaxrl's PPO, 0.01 for a policy head) or `lecun_uniform` (every
+layer, `out_scale` ignored: brax's networks).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 
 ACTIVATIONS: dict[str, Callable] = {"swish": nn.swish, "elu": nn.elu, "relu": nn.relu,
                                     "tanh": jnp.tanh, "gelu": nn.gelu}
+INITS = ("orthogonal", "lecun_uniform")
 
 
 def activation(name: str) -> Callable:
@@ -28,13 +30,21 @@ class MLP(nn.Module):
   activation: str = "swish"
   layer_norm: bool = False
   out_scale: float = 1.0
+  init_scheme: str = "orthogonal"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     act = activation(self.activation)
+    if self.init_scheme == "orthogonal":
+      hidden_init = nn.initializers.orthogonal(jnp.sqrt(2.0))
+      out_init = nn.initializers.orthogonal(self.out_scale)
+    elif self.init_scheme == "lecun_uniform":
+      hidden_init = out_init = nn.initializers.lecun_uniform()
+    else:
+      raise ValueError(f"unknown MLP init_scheme '{self.init_scheme}' (use one of {INITS})")
     for width in self.hidden:
-      x = nn.Dense(width, kernel_init=nn.initializers.orthogonal(jnp.sqrt(2.0)))(x)
+      x = nn.Dense(width, kernel_init=hidden_init)(x)
       if self.layer_norm:
         x = nn.LayerNorm()(x)
       x = act(x)
-    return nn.Dense(self.out, kernel_init=nn.initializers.orthogonal(self.out_scale))(x)
+    return nn.Dense(self.out, kernel_init=out_init)(x)

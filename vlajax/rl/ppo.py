@@ -17,10 +17,8 @@ The policy is a tanh-squashed Gaussian on `obs[policy_obs_key]`; the value funct
 """
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -32,7 +30,9 @@ from vlajax.core import mesh as mesh_lib
 from vlajax.envs import adr as adr_lib
 from vlajax.envs import wrappers
 from vlajax.rl import distributions as dist
+from vlajax.rl import evaluation
 from vlajax.rl import gae as gae_lib
+from vlajax.rl import loop
 from vlajax.rl import running_stats
 from vlajax.rl.networks import MLP
 
@@ -69,6 +69,7 @@ def default_config() -> ml_collections.ConfigDict:
       "policy_hidden": (512, 256, 128),
       "value_hidden": (512, 256, 128),
       "activation": "swish",
+      "network_init": "orthogonal",  # or "lecun_uniform" (brax); networks.INITS
       "policy_obs_key": "state",
       "value_obs_key": "privileged_state",
       "min_std": 1e-3,
@@ -80,9 +81,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError naming the offending key for inconsistent learner settings."""
   if config.lr_schedule not in LR_SCHEDULES:
     raise ValueError(f"ppo.lr_schedule '{config.lr_schedule}' unknown (use one of {LR_SCHEDULES})")
-  if config.num_envs % num_devices:
-    raise ValueError(f"ppo.num_envs ({config.num_envs}) must be divisible by the number of "
-                     f"devices ({num_devices})")
+  loop.validate_batching("ppo", config, num_devices)
   samples = config.num_envs * config.unroll_length
   if samples % config.num_minibatches:
     raise ValueError(f"ppo.num_minibatches ({config.num_minibatches}) must divide "
@@ -91,9 +90,6 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise ValueError(f"ppo.num_minibatches ({config.num_minibatches}) must divide ppo.num_envs "
                      f"({config.num_envs}) with recompute_advantages (minibatches of whole "
                      "trajectories)")
-  if config.reset_refresh == 0:
-    raise ValueError("ppo.reset_refresh (0) must be >= 1 (env steps between redraws of the "
-                     "auto-reset pool) or < 0 (once per rollout)")
 
 
 @struct.dataclass
@@ -131,8 +127,8 @@ class Networks:
     self.config = config
     self.action_size = action_size
     self.policy = MLP(tuple(config.policy_hidden), 2 * action_size, config.activation,
-                      out_scale=0.01)
-    self.value = MLP(tuple(config.value_hidden), 1, config.activation)
+                      out_scale=0.01, init_scheme=config.network_init)
+    self.value = MLP(tuple(config.value_hidden), 1, config.activation, init_scheme=config.network_init)
     # softplus(raw) + min_std = init_noise_std at raw = this offset.
     self._std_offset = float(jnp.log(jnp.expm1(config.init_noise_std - config.min_std)))
 
@@ -189,13 +185,8 @@ class Learner:
     """`adr_config`: an `adr.default_config()` section plus `performance_metric` (a reward-term
     metric such as `reward/tracking_lin_vel`, averaged over each rollout); ADR runs when enabled."""
     self.mesh = mesh or mesh_lib.make_mesh({"data": -1})
-    self.adr_config = adr_config if adr_config is not None and adr_config.enabled else None
-    self._adr_initial = None
-    if self.adr_config is not None:
-      if not hasattr(env, "default_dr_ranges"):
-        raise ValueError(f"adr.enabled is set but {type(env).__name__} has no domain randomization")
-      # Built eagerly: `adr.from_config` validates the ranges with concrete values.
-      self._adr_initial = adr_lib.from_config(self.adr_config, env.default_dr_ranges())
+    self._adr_initial = adr_lib.initial_state(adr_config, env)
+    self.adr_metric = adr_config.performance_metric if self._adr_initial is not None else None
     self.num_devices = self.mesh.devices.size
     validate(config, self.num_devices)
     self.config = config
@@ -205,8 +196,7 @@ class Learner:
         env, config.episode_length, config.action_repeat,
         reset_refresh=config.unroll_length if config.reset_refresh < 0 else config.reset_refresh,
         refresh_by_caller=config.reset_refresh < 0)
-    self.eval_env = wrappers.VmapWrapper(
-        wrappers.EpisodeWrapper(env, config.episode_length, config.action_repeat))
+    self.eval_env = evaluation.make_eval_env(env, config.episode_length, config.action_repeat)
     self.obs_sizes = env.observation_size
     for key in (config.policy_obs_key, config.value_obs_key):
       if key not in self.obs_sizes:
@@ -238,9 +228,8 @@ class Learner:
     params = self.networks.init(k_net, self.obs_sizes)
     env_state = self.train_env.reset(jax.random.split(k_env, self.config.num_envs))
     zeros = jnp.zeros((self.config.num_envs,))
-    adr_state = None
-    if self.adr_config is not None:
-      adr_state = self._adr_initial
+    adr_state = self._adr_initial
+    if adr_state is not None:
       env_state = adr_lib.with_ranges(env_state, adr_state)
     return TrainState(params=params, opt_state=self.optimizer.init(params),
                       obs_stats=running_stats.init(self.obs_sizes), env_state=env_state,
@@ -267,28 +256,22 @@ class Learner:
     cfg = self.config
 
     def step(carry, key):
-      env_state, ep_return, ep_length, done_stats = carry
+      env_state, ep_return, ep_length, totals = carry
       mean, std = self.networks.distribution(
           state.params, self._normalize(state.obs_stats, env_state.obs))
       raw = dist.sample_raw(key, mean, std)
       next_state = self.train_env.step(env_state, dist.squash(raw))
-      done = next_state.done
-      ep_return = ep_return + next_state.reward
-      ep_length = ep_length + 1.0
-      done_stats = (done_stats[0] + jnp.sum(done * ep_return), done_stats[1] + jnp.sum(done * ep_length),
-                    done_stats[2] + jnp.sum(done))
       transition = Transition(
           obs=env_state.obs, raw_action=raw, log_prob=dist.log_prob(mean, std, raw),
-          reward=next_state.reward, done=done,
+          reward=next_state.reward, done=next_state.done,
           truncation=next_state.info["truncation"], final_obs=next_state.info["final_obs"],
           env_metrics=dict(next_state.metrics))
-      ep_return = ep_return * (1.0 - done)
-      ep_length = ep_length * (1.0 - done)
-      return (next_state, ep_return, ep_length, done_stats), transition
+      ep_return, ep_length, totals = loop.track_episodes(ep_return, ep_length, totals,
+                                                         next_state.reward, next_state.done)
+      return (next_state, ep_return, ep_length, totals), transition
 
-    zero = jnp.zeros(())
     env_state = self.train_env.refresh_pool_if_due(state.env_state)
-    carry = (env_state, state.episode_return, state.episode_length, (zero, zero, zero))
+    carry = (env_state, state.episode_return, state.episode_length, loop.episode_totals())
     carry, traj = jax.lax.scan(step, carry, jax.random.split(rng, cfg.unroll_length))
     return carry, traj
 
@@ -360,7 +343,7 @@ class Learner:
   def _iteration(self, state: TrainState) -> tuple[TrainState, dict]:
     cfg = self.config
     rng, k_roll, k_sgd = jax.random.split(state.rng, 3)
-    (env_state, ep_return, ep_length, done_stats), traj = self._rollout(state, k_roll)
+    (env_state, ep_return, ep_length, totals), traj = self._rollout(state, k_roll)
 
     obs_stats = state.obs_stats
     if cfg.normalize_observations:
@@ -424,29 +407,15 @@ class Learner:
       next_lr = adapt_lr_to_kl(cfg, lr, metrics["ppo/approx_kl"])
 
     explained = 1.0 - jnp.var(returns - values) / (jnp.var(returns) + 1e-8)
-    finished = done_stats[2]
-    metrics.update({
-        "ppo/learning_rate": lr,
-        "ppo/explained_variance": explained,
-        "episode/return": jnp.where(finished > 0, done_stats[0] / jnp.maximum(finished, 1), jnp.nan),
-        "episode/length": jnp.where(finished > 0, done_stats[1] / jnp.maximum(finished, 1), jnp.nan),
-        "episode/finished": finished,
-        "rollout/reward": jnp.mean(traj.reward),
-    })
+    metrics.update({"ppo/learning_rate": lr, "ppo/explained_variance": explained,
+                    "rollout/reward": jnp.mean(traj.reward)})
+    metrics.update(loop.episode_metrics(totals))
     metrics.update({k: jnp.mean(v) for k, v in traj.env_metrics.items()})
 
     adr_state = state.adr
-    if self.adr_config is not None:
-      metric = self.adr_config.performance_metric
-      if metric not in traj.env_metrics:
-        raise KeyError(f"adr.performance_metric '{metric}' is not a metric of the env "
-                       f"(have: {', '.join(sorted(traj.env_metrics))})")
-      adr_state = adr_lib.update(adr_state, jnp.mean(traj.env_metrics[metric]))
-      env_state = adr_lib.with_ranges(env_state, adr_state)
-    if "dr_ranges" in env_state.info:  # log the ranges the next resets draw from
-      for field, value in env_state.info["dr_ranges"].items():
-        metrics[f"dr/{field}/low"] = jnp.mean(value[:, 0])
-        metrics[f"dr/{field}/high"] = jnp.mean(value[:, 1])
+    if adr_state is not None:
+      adr_state, env_state = adr_lib.advance(adr_state, env_state, traj.env_metrics, self.adr_metric)
+    metrics.update(adr_lib.range_metrics(env_state))  # the ranges the next resets draw from
     new_state = TrainState(params=params, opt_state=opt_state, obs_stats=obs_stats,
                            env_state=env_state, episode_return=ep_return, episode_length=ep_length,
                            rng=rng, iteration=state.iteration + 1, learning_rate=next_lr,
@@ -456,27 +425,11 @@ class Learner:
   # -- evaluation ---------------------------------------------------------------------------------
 
   def _evaluate(self, state: TrainState, rng: jax.Array, num_envs: int) -> dict:
-    """Deterministic policy over one episode of `num_envs` fresh envs; returns mean metrics."""
-    env_state = self.eval_env.reset(jax.random.split(rng, num_envs))
-
-    def step(carry, _):
-      env_state, alive, ret, length, terms = carry
-      action = self.policy_fn(state.params, state.obs_stats, env_state.obs)
-      env_state = self.eval_env.step(env_state, action)
-      ret = ret + alive * env_state.reward
-      length = length + alive
-      terms = {k: terms[k] + alive * env_state.metrics[k] for k in terms}
-      alive = alive * (1.0 - env_state.done)
-      return (env_state, alive, ret, length, terms), None
-
-    zeros = jnp.zeros((num_envs,))
-    terms = {k: zeros for k in env_state.metrics}
-    carry = (env_state, jnp.ones((num_envs,)), zeros, zeros, terms)
-    steps = self.config.episode_length
-    (_, _, ret, length, terms), _ = jax.lax.scan(step, carry, None, length=steps)
-    out = {"eval/episode_return": jnp.mean(ret), "eval/episode_length": jnp.mean(length)}
-    out.update({f"eval/{k}": jnp.mean(v / jnp.maximum(length, 1.0)) for k, v in terms.items()})
-    return out
+    """Deterministic policy over one episode of `num_envs` fresh envs (`evaluation.evaluate`)."""
+    def act(carry, obs, _):
+      return self.policy_fn(state.params, state.obs_stats, obs), carry
+    return evaluation.evaluate(self.eval_env, act, jnp.zeros(()), rng, num_envs,
+                               self.config.episode_length)
 
 
 def _set_learning_rate(opt_state, lr):
@@ -489,68 +442,35 @@ def _set_learning_rate(opt_state, lr):
 
 # -- deployment -----------------------------------------------------------------------------------
 
-class Policy:
-  """A trained PPO policy as a plain jitted function: obs dict (unbatched or batched) -> action.
+def load_policy(path, step: int | None = None):
+  """The deterministic policy (tanh of the mean) of a PPO run directory (or its `checkpoints/`).
 
-  `action = policy(obs)` with `obs[policy_obs_key]: f32[..., n]` gives `f32[..., A]` in [-1, 1]
-  (the deterministic mode). `config` is the run's resolved config (dict).
+  Returns `(policy, info)`: `policy(obs) -> f32[..., A]` in [-1, 1] is jitted, takes the env's
+  observation dict (unbatched or batched) and checks the policy observation's key and shape;
+  `info` holds `config` (the run's config, a dict), `step`, `obs_key`, `observation_size`,
+  `action_size`. Only the policy parameters and the observation normalizer are read.
   """
-
-  def __init__(self, networks: Networks, params: dict, obs_stats, normalize: bool, config: dict,
-               observation_size: dict, action_size: int):
-    self.config = config
-    self.observation_size = observation_size
-    self.action_size = action_size
-    self.obs_key = networks.config.policy_obs_key
-
-    def act(params, obs_stats, obs):
-      obs = dict(obs)
-      if normalize:
-        obs = running_stats.normalize(obs_stats, obs)
-      mean, _ = networks.distribution(params, obs)
-      return dist.mode(mean)
-
-    self._act = jax.jit(act)
-    self._params, self._obs_stats = params, obs_stats
-
-  def __call__(self, obs: dict) -> jax.Array:
-    if self.obs_key not in obs:
-      raise KeyError(f"observation is missing '{self.obs_key}' (got: {', '.join(sorted(obs))})")
-    x = jnp.asarray(obs[self.obs_key], jnp.float32)
-    expected = self.observation_size[self.obs_key]
-    if x.shape[-len(expected):] != tuple(expected):
-      raise ValueError(f"observation '{self.obs_key}' has shape {x.shape}, expected (..., "
-                       f"{', '.join(map(str, expected))})")
-    return self._act(self._params, self._obs_stats, {self.obs_key: x})
-
-
-def load_policy(path, step: int | None = None) -> Policy:
-  """Loads the policy of a PPO run directory (or its `checkpoints/` directory) for deployment.
-
-  Only the policy parameters and the observation normalizer are read from the checkpoint.
-  """
-  import pathlib  # pylint: disable=import-outside-toplevel
-  from vlajax import envs  # pylint: disable=import-outside-toplevel
-  from vlajax.core.checkpoint import Checkpointer  # pylint: disable=import-outside-toplevel
-
-  path = pathlib.Path(path)
-  ckpt_dir = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-  checkpointer = Checkpointer(ckpt_dir, max_to_keep=None)
-  meta = checkpointer.metadata(step)
-  if "config" not in meta:
-    raise ValueError(f"checkpoint in {ckpt_dir} has no run config in its metadata")
-  config = meta["config"]
-  env_config = ml_collections.ConfigDict(config["env"])
-  env = envs.make(config["env_name"], config=env_config)
-  ppo_config = ml_collections.ConfigDict(config["ppo"])
-  networks = Networks(ppo_config, env.action_size)
+  checkpointer, step, run_config, env, config = loop.open_run(path, "ppo", step)
+  networks = Networks(config, env.action_size)
   obs_sizes = env.observation_size
-  target = {
-      "params": jax.eval_shape(lambda k: networks.init(k, obs_sizes), jax.random.PRNGKey(0)),
-      "obs_stats": jax.eval_shape(lambda: running_stats.init(obs_sizes)),
-  }
+  obs_key = config.policy_obs_key
+  target = {"params": {"policy": jax.eval_shape(
+                networks.policy.init, jax.random.PRNGKey(0), jnp.zeros(obs_sizes[obs_key]))},
+            "obs_stats": jax.eval_shape(lambda: running_stats.init(obs_sizes))}
   restored = checkpointer.restore(target, step=step, partial=True)
   checkpointer.close()
-  policy_params = {"policy": restored["params"]["policy"], "value": None}
-  return Policy(networks, policy_params, restored["obs_stats"], ppo_config.normalize_observations,
-                config, obs_sizes, env.action_size)
+  params, stats = {"policy": restored["params"]["policy"]}, restored["obs_stats"]
+
+  @jax.jit
+  def act(obs: jax.Array) -> jax.Array:
+    obs = {obs_key: obs}
+    if config.normalize_observations:
+      obs = running_stats.normalize(stats, obs)
+    mean, _ = networks.distribution(params, obs)
+    return dist.mode(mean)
+
+  expected = tuple(obs_sizes[obs_key])
+  policy = lambda obs: act(loop.checked_observation(obs, obs_key, expected))
+  info = {"config": run_config, "step": step, "obs_key": obs_key,
+          "observation_size": obs_sizes, "action_size": env.action_size}
+  return policy, info

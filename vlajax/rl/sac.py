@@ -76,23 +76,12 @@ def default_config() -> ml_collections.ConfigDict:
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError naming the offending key for inconsistent learner settings."""
-  if config.num_envs % num_devices:
-    raise ValueError(f"sac.num_envs ({config.num_envs}) must be divisible by the number of "
-                     f"devices ({num_devices})")
-  if config.batch_size % config.num_envs:
-    raise ValueError(f"sac.batch_size ({config.batch_size}) must be a multiple of sac.num_envs "
-                     f"({config.num_envs}): every env column contributes batch_size/num_envs samples")
-  if config.replay_capacity % config.num_envs:
-    raise ValueError(f"sac.replay_capacity ({config.replay_capacity}) must be a multiple of "
-                     f"sac.num_envs ({config.num_envs})")
+  loop.validate_batching("sac", config, num_devices)
   if config.min_replay > config.replay_capacity:
     raise ValueError(f"sac.min_replay ({config.min_replay}) exceeds sac.replay_capacity "
                      f"({config.replay_capacity})")
   if config.grad_updates_per_step < 0:
     raise ValueError(f"sac.grad_updates_per_step ({config.grad_updates_per_step}) must be ≥ 0")
-  if config.reset_refresh == 0:
-    raise ValueError("sac.reset_refresh (0) must be >= 1 (env steps between redraws of the "
-                     "auto-reset pool) or < 0 (once per iteration)")
   if config.num_critics < 2:
     raise ValueError(f"sac.num_critics ({config.num_critics}) must be ≥ 2 (min over critics)")
 

@@ -121,15 +121,7 @@ def seed_transitions(config: ml_collections.ConfigDict) -> int:
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError naming the offending key for inconsistent learner settings."""
-  if config.num_envs % num_devices:
-    raise ValueError(f"tdmpc.num_envs ({config.num_envs}) must be divisible by the number of "
-                     f"devices ({num_devices})")
-  if config.batch_size % config.num_envs:
-    raise ValueError(f"tdmpc.batch_size ({config.batch_size}) must be a multiple of tdmpc.num_envs "
-                     f"({config.num_envs})")
-  if config.replay_capacity % config.num_envs:
-    raise ValueError(f"tdmpc.replay_capacity ({config.replay_capacity}) must be a multiple of "
-                     f"tdmpc.num_envs ({config.num_envs})")
+  loop.validate_batching("tdmpc", config, num_devices)
   if config.replay_capacity < seed_transitions(config) + config.num_envs:
     raise ValueError(f"tdmpc.replay_capacity ({config.replay_capacity}) must exceed the seed data "
                      f"({seed_transitions(config)} transitions) by at least num_envs "
