@@ -36,5 +36,7 @@ setup(
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5",
                 # PyTorch PaliGemma logits check and local tokenizer tests (tests/test_vla_hf_import.py).
                 "torch==2.13.0", "transformers==5.24.0", "tokenizers==0.23.3"],
+        # MJX's Warp backend (env config `impl="warp"`); MJX vendors MuJoCo Warp, this is Warp itself.
+        "warp": ["warp-lang==1.19.0"],
     },
 )

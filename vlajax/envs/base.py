@@ -6,6 +6,10 @@ critic sees). Per-term rewards appear in `metrics["reward/<term>"]`.
 
 Shapes for one (unbatched) env: `obs[k]: f32[obs_size[k]]`, `reward: f32[]`, `done: f32[]`,
 `action: f32[action_size]` in [-1, 1].
+
+Physics runs on the backend `config.impl` names, "jax" (default) or "warp" (see
+`vlajax.envs.backend`: Warp's capacities `naconmax_per_env` / `njmax`, and how the batch size reaches
+`make_data`). Envs build their initial `mjx.Data` with `self.make_data()`.
 """
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import ml_collections
 import mujoco
 from flax import struct
 from mujoco import mjx
+
+from vlajax.envs import backend
 
 Observation = dict[str, jax.Array]
 
@@ -37,15 +43,23 @@ class Env(abc.ABC):
   """Base class for MJX environments.
 
   Subclasses provide `default_config()`, `reset` and `step`. `self.config` is the resolved
-  `ConfigDict`; it must contain `ctrl_dt`, `sim_dt` and `episode_length`.
+  `ConfigDict`; it must contain `ctrl_dt`, `sim_dt` and `episode_length`, and may contain `impl`
+  ("jax" when absent) and, for "warp", `naconmax_per_env` and `njmax`.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, mj_model: mujoco.MjModel):
     self.config = config
+    self.impl = backend.check_impl(config.get("impl", "jax"))
+    if self.impl == "warp":
+      missing = [k for k in ("naconmax_per_env", "njmax") if k not in config]
+      if missing:
+        raise KeyError(f"impl='warp' needs env config field(s) {missing}")
+      backend.check_capacities(config.naconmax_per_env, config.njmax)
     self._mj_model = mj_model
     self._mj_model.opt.timestep = config.sim_dt
     # A process-local device: under jax.distributed, jax.devices()[0] may belong to another host.
-    self._mjx_model = mjx.put_model(mj_model, device=jax.local_devices()[0])
+    self._device = jax.local_devices()[0]
+    self._mjx_model = mjx.put_model(mj_model, device=self._device, impl=self.impl)
 
   @classmethod
   @abc.abstractmethod
@@ -61,6 +75,11 @@ class Env(abc.ABC):
     """Advances one control step (`n_substeps` physics steps)."""
 
   # -- physics helpers ---------------------------------------------------------------------------
+
+  def make_data(self) -> mjx.Data:
+    """A fresh one-world `mjx.Data` at `qpos0` on this env's backend (vmap `reset` to batch it)."""
+    return backend.make_data(self._mj_model, self._mjx_model, self.impl, self._device,
+                             self.config.get("naconmax_per_env", 0), self.config.get("njmax", 1))
 
   def physics_step(self, model: mjx.Model, data: mjx.Data, ctrl: jax.Array) -> mjx.Data:
     """Runs `n_substeps` MJX steps holding `ctrl`."""

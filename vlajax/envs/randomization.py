@@ -33,6 +33,12 @@ Fields and default ranges (MuJoCo Playground Go1 `randomize.py`, seed 001 sectio
 `max_action_latency`. Pushes and observation noise are applied by the env's step (helpers below).
 
 Camera pose and lighting (for camera tasks) have their own function, `perturb_camera_and_lights`.
+
+Backends: the same draws work under `impl="jax"` and `impl="warp"`. MuJoCo Warp keeps a per-world
+copy of every model field written here (`MODEL_FIELDS`, and `cam_pos`, `cam_quat`, `light_pos`,
+`light_diffuse`), so a batched `model.replace` runs one draw per world. Writing a field Warp cannot
+batch (e.g. integer topology such as `geom_type`) raises a ValueError naming it
+(`vlajax.envs.backend.check_batchable`).
 """
 from __future__ import annotations
 
@@ -45,6 +51,8 @@ import ml_collections
 import mujoco
 import numpy as np
 from mujoco import mjx
+
+from vlajax.envs import backend
 
 # Order matters only for key splitting: each field gets its own key, whatever the other ranges are.
 FIELDS = ("floor_friction", "link_mass_scale", "torso_mass_offset", "torso_com_offset",
@@ -268,7 +276,9 @@ def model_fields(model: mjx.Model, draws: Draws, targets: Targets) -> dict[str, 
 
 def apply(model: mjx.Model, draws: Draws, targets: Targets) -> mjx.Model:
   """`model` with the draws applied: a pure `replace` of `MODEL_FIELDS` only."""
-  return model.replace(**model_fields(model, draws, targets))
+  fields = model_fields(model, draws, targets)
+  backend.check_batchable(model, fields)
+  return model.replace(**fields)
 
 
 def brax_randomization_fn(targets: Targets, ranges: Ranges
@@ -283,6 +293,7 @@ def brax_randomization_fn(targets: Targets, ranges: Ranges
   def randomize(sys: mjx.Model, rng: jax.Array):
     draws = jax.vmap(lambda k: sample(k, ranges, targets))(rng)
     fields = jax.vmap(lambda d: model_fields(sys, d, targets))(draws)
+    backend.check_batchable(sys, fields)
     in_axes = jax.tree.map(lambda _: None, sys).replace(**{k: 0 for k in fields})
     return sys.replace(**fields), in_axes
   return randomize
@@ -375,4 +386,6 @@ def camera_light_fields(model: mjx.Model, rng: jax.Array,
 def perturb_camera_and_lights(model: mjx.Model, rng: jax.Array,
                               cfg: ml_collections.ConfigDict | None = None) -> mjx.Model:
   """`model` with camera poses and lights perturbed (pure `replace`; vmap over `rng` to batch)."""
-  return model.replace(**camera_light_fields(model, rng, cfg))
+  fields = camera_light_fields(model, rng, cfg)
+  backend.check_batchable(model, fields)
+  return model.replace(**fields)

@@ -1,7 +1,8 @@
 """Env registry: `make(name, **config_overrides)`.
 
 Overrides use `vlajax.core.config.apply_overrides`, so an unknown env name or config key raises an
-error that names it.
+error that names it. Every registered env's config has `impl` ("jax" | "warp"), so
+`make(name, impl="warp")` selects the physics backend (see `vlajax.envs.backend`).
 """
 from __future__ import annotations
 

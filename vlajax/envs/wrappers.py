@@ -12,6 +12,10 @@ at every step where some env finished (a batched reset, ~15 % of a quadruped ste
 finished envs take theirs from the pool (an env that ends twice within K steps starts from the same
 draw twice). The observation that ended the episode is kept in `info["final_obs"]` so learners can
 bootstrap from it.
+
+Selects between two states go through `backend.select_data` for the physics data, so they work on
+Warp's Data too (its contact buffer is shared by the batch, not per world); `VmapWrapper.reset`
+declares its batch size (`backend.num_worlds`) so Warp sizes that buffer for the whole batch.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from vlajax.envs import backend
 from vlajax.envs.base import Env, State
 
 
@@ -43,6 +48,14 @@ class Wrapper:
     if name == "env":
       raise AttributeError(name)
     return getattr(self.env, name)
+
+
+def _select_state(pred: jax.Array, on_true: State, on_false: State) -> State:
+  """One env's `on_true` where `pred` (bool[]) else `on_false`; the data via `backend.select_data`
+  (Warp's shared buffers come from `on_false`)."""
+  rest = jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true.replace(data=None),
+                      on_false.replace(data=None))
+  return rest.replace(data=backend.select_data(pred, on_true.data, on_false.data))
 
 
 def _reset(env, rng: jax.Array, dr_ranges=None) -> State:
@@ -97,7 +110,7 @@ class EpisodeWrapper(Wrapper):
       current, total = carry
       ended = current.done > 0
       stepped = self.env.step(current, action)
-      current = jax.tree.map(lambda old, new: jnp.where(ended, old, new), current, stepped)
+      current = _select_state(ended, current, stepped)
       return (current, total + jnp.where(ended, 0.0, stepped.reward)), None
     start = state.replace(done=jnp.zeros_like(state.done))
     (state, total), _ = jax.lax.scan(repeat, (start, jnp.zeros_like(state.reward)), None,
@@ -109,9 +122,10 @@ class VmapWrapper(Wrapper):
   """Batches reset over keys `u32[B, 2]` and step over states and actions `f32[B, A]`."""
 
   def reset(self, rng: jax.Array, dr_ranges=None) -> State:
-    if dr_ranges is None:
-      return jax.vmap(self.env.reset)(rng)
-    return jax.vmap(lambda k, r: self.env.reset(k, dr_ranges=r))(rng, dr_ranges)
+    with backend.num_worlds(rng.shape[0]):
+      if dr_ranges is None:
+        return jax.vmap(self.env.reset)(rng)
+      return jax.vmap(lambda k, r: self.env.reset(k, dr_ranges=r))(rng, dr_ranges)
 
   def step(self, state: State, action: jax.Array) -> State:
     return jax.vmap(self.env.step)(state, action)
@@ -191,7 +205,7 @@ class AutoResetWrapper(Wrapper):
 
     info = {k: (v if k in self._OWN_INFO else jax.tree.map(pick, info_source[k], v))
             for k, v in state.info.items()}
-    return state.replace(data=jax.tree.map(pick, data, state.data),
+    return state.replace(data=backend.select_batched_data(done, data, state.data),
                          obs=jax.tree.map(pick, obs, state.obs), info=info)
 
   def _reset_done(self, state: State) -> State:

@@ -36,6 +36,11 @@ class Cartpole(Env):
         "obs_noise": 0.0,          # std of Gaussian noise on `state`
         "reward_config": {"scales": {"upright": 1.0, "centered": 1.0, "small_control": 1.0,
                                      "small_velocity": 1.0}},
+        # Physics backend (vlajax.envs.backend). Contacts are disabled in the MJCF, and the only
+        # constraint is the rail limit (1 row), so Warp's buffers stay tiny.
+        "impl": "jax",
+        "naconmax_per_env": 0,
+        "njmax": 4,
     })
 
   def reset(self, rng: jax.Array) -> State:
@@ -47,7 +52,7 @@ class Cartpole(Env):
         start_angle + jax.random.uniform(k_ang, (), minval=-cfg.init_angle_noise,
                                          maxval=cfg.init_angle_noise)])
     qvel = 0.01 * jax.random.normal(k_vel, (2,))
-    data = mjx.make_data(self.mjx_model).replace(qpos=qpos, qvel=qvel)
+    data = self.make_data().replace(qpos=qpos, qvel=qvel)
     data = mjx.forward(self.mjx_model, data)
     info = {"rng": rng}
     terms = self._reward_terms(data, jnp.zeros(1))

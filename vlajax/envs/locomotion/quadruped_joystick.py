@@ -106,6 +106,12 @@ class QuadrupedJoystick(Env):
         "termination": {"min_height": 0.12},
         "contact_threshold": 0.005,  # m of foot clearance counted as contact
         "randomization": dr_lib.default_config(),
+        # Physics backend (vlajax.envs.backend). Only the 4 foot spheres touch the floor (at most 4
+        # contacts; 8 leaves room); rows per world: 4 contacts x 4 (pyramidal condim 3) + 12
+        # frictionloss + 12 joint limits = 40 at most (native MuJoCo peaks at 29 in random rollouts).
+        "impl": "jax",
+        "naconmax_per_env": 8,
+        "njmax": 48,
     })
 
   # -- reset ------------------------------------------------------------------------------------
@@ -141,7 +147,7 @@ class QuadrupedJoystick(Env):
     else:
       draws = dr_lib.nominal_draws(self.targets)
       model = self.mjx_model
-    data = mjx.make_data(self.mjx_model).replace(qpos=qpos, qvel=qvel, ctrl=self._default_pose)
+    data = self.make_data().replace(qpos=qpos, qvel=qvel, ctrl=self._default_pose)
     data = mjx.forward(model, data)
 
     nu = self.action_size
