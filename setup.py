@@ -35,7 +35,9 @@ setup(
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5",
                 # PyTorch PaliGemma logits check and local tokenizer tests (tests/test_vla_hf_import.py).
-                "torch==2.13.0", "transformers==5.24.0", "tokenizers==0.23.3"],
+                "torch==2.13.0", "transformers==5.24.0", "tokenizers==0.23.3",
+                # so the jax-vs-warp env tests run in CI (tests/test_envs_warp.py)
+                "warp-lang==1.19.0"],
         # MJX's Warp backend (env config `impl="warp"`); MJX vendors MuJoCo Warp, this is Warp itself.
         "warp": ["warp-lang==1.19.0"],
     },

@@ -129,10 +129,10 @@ def test_ppo_runs_under_warp():
   config = configs.get_config("smoke")
   config.ppo.update(dict(num_envs=4, unroll_length=4, num_minibatches=2, num_epochs=1))
   env = envs.make(config.env_name, config=config.env, impl="warp")
-  # One device: the learner shards every env-state leaf over the data axis, and Warp's buffers
-  # shared by all worlds (`nacon` is i32[1]) do not divide over several (see
-  # backend.state_shardings).
-  mesh = mesh_lib.make_mesh({"data": -1}, devices=jax.devices()[:1])
+  # Every test device (4): Warp's buffers shared by all worlds (`nacon` is i32[1]) stay
+  # replicated while the per-world leaves are split (backend.state_shardings).
+  mesh = mesh_lib.make_mesh({"data": -1})
+  assert mesh.devices.size == 4
   learner = ppo.Learner(env, config.ppo, mesh)
   state = learner.init(jax.random.PRNGKey(0))
   state, metrics = learner.iteration(state)

@@ -60,3 +60,31 @@ def test_without_timeout_bootstrap_next_values_at_episode_ends_are_ignored():
   c = gae(rewards, values, next_values, dones, truncs, 0.97, 0.95, True)
   d = gae(rewards, values, other, dones, truncs, 0.97, 0.95, True)
   assert not np.allclose(np.asarray(c[0]), np.asarray(d[0]))
+
+
+def test_lambda_next_advantage_is_braxs_formula():
+  """brax's policy advantage (losses.compute_gae, no episode ends inside the window):
+  A_t = r_t + γ vs_{t+1} − V_t with vs_{T} the bootstrap value; at an episode end the
+  next value is the bootstrap of that step (0 after a termination)."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from vlajax.rl.gae import lambda_next_advantage  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(3)
+  T, B, gamma = 9, 4, 0.9
+  rewards, values, next_values = (rng.normal(size=(T, B)) for _ in range(3))
+  dones = np.zeros((T, B))
+  dones[4, 1] = 1.0   # a termination in env 1
+  truncs = np.zeros((T, B))
+  _, returns, mask = gae(rewards, values, next_values, dones, truncs, gamma, 0.95, True)
+  got = np.asarray(lambda_next_advantage(jnp.asarray(rewards), values, next_values, returns, dones,
+                                         truncs, mask, gamma, True))
+  returns = np.asarray(returns)
+  for b in range(B):
+    for t in range(T):
+      if dones[t, b]:
+        expected = rewards[t, b] - values[t, b]
+      else:
+        nxt = returns[t + 1, b] if t + 1 < T else next_values[t, b]
+        expected = rewards[t, b] + gamma * nxt - values[t, b]
+      assert got[t, b] == pytest.approx(expected, rel=1e-5, abs=1e-5)
+  # Without an episode end it differs from GAE (λ < 1): the one-step advantage on G^λ_{t+1}.
+  assert not np.allclose(got[:, 0], np.asarray(returns)[:, 0] - values[:, 0])

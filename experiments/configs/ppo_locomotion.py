@@ -3,7 +3,8 @@
 Names:
   quadruped  accelerator-scale Go1-joystick training (MuJoCo Playground's values: 8192 envs, unroll 20,
              32 minibatches, 4 epochs, γ 0.97, lr 3e-4, entropy 1e-2, MLPs 512-256-128, ~200M steps).
-  cpu        the README's default: the quadruped on a laptop CPU, learns visibly in ~10-15 minutes.
+  cpu        the README's default: the quadruped on a laptop CPU, 3.07M env steps in <= 20 minutes
+             on 2 cores (eval lin-vel tracking error <= 0.25 m/s at the end).
   cartpole   cart-pole balance, solved in about a minute on a CPU.
   smoke      a few tiny iterations on cart-pole, for tests.
   smoke_quadruped  two tiny iterations on the randomized quadruped with ADR on, for tests.
@@ -48,8 +49,12 @@ def _cpu() -> ml_collections.ConfigDict:
                          gamma=0.97, learning_rate=1e-3, lr_schedule="adaptive_kl",
                          entropy_coef=1e-2, clip_eps=0.2,
                          policy_hidden=(128, 128), value_hidden=(256, 256),
-                         num_iterations=400, episode_length=500))
-  config.run.update(dict(eval_every=25, num_eval_envs=32, checkpoint_every=25))
+                         num_iterations=600, episode_length=500,
+                         # The settings of the walking run in BENCHMARKS.md (measured at 4
+                         # minibatches; the brax-like defaults are measured at 32).
+                         network_init="orthogonal", init_noise_std=1.0,
+                         recompute_advantages=False))
+  config.run.update(dict(eval_every=50, num_eval_envs=32, checkpoint_every=50))
   return config
 
 
@@ -59,7 +64,10 @@ def _cartpole() -> ml_collections.ConfigDict:
   config.ppo.update(dict(num_envs=64, unroll_length=20, num_minibatches=4, num_epochs=4,
                          gamma=0.99, learning_rate=1e-3, entropy_coef=1e-3, clip_eps=0.2,
                          policy_hidden=(64, 64), value_hidden=(64, 64), num_iterations=60,
-                         episode_length=200, value_obs_key="privileged_state"))
+                         episode_length=200, value_obs_key="privileged_state",
+                         # Small nets learn cart-pole faster from the orthogonal init with a 0.01
+                         # policy head: eval 194 vs 130 after 60 iterations (BENCHMARKS.md).
+                         network_init="orthogonal"))
   config.run.update(dict(eval_every=20, num_eval_envs=32, checkpoint_every=20))
   return config
 

@@ -7,6 +7,10 @@ by termination or time limit) and `truncations` (ended by time limit only).
 A terminal step bootstraps nothing. A truncated step bootstraps from V(s_{t+1}) when
 `bootstrap_on_timeout`; otherwise it is treated as unknowable and masked out of the loss (returned
 `mask` is 0 there). In both cases the advantage trace is cut at every episode end.
+
+`lambda_next_advantage` is brax PPO's policy advantage: A_t = r_t + γ G^λ_{t+1} − V(s_t), the
+one-step advantage against the next step's λ-return instead of the λ-return minus V (GAE); where
+the episode ended at t it bootstraps from `next_values` (0 after a termination).
 """
 from __future__ import annotations
 
@@ -34,3 +38,13 @@ def gae(rewards, values, next_values, dones, truncations, gamma: float, lam: flo
   _, advantages = jax.lax.scan(backward, jnp.zeros_like(rewards[0]),
                                (deltas, dones, mask), reverse=True)
   return advantages, advantages + values, mask
+
+
+def lambda_next_advantage(rewards, values, next_values, returns, dones, truncations, mask,
+                          gamma: float, bootstrap_on_timeout: bool = True):
+  """brax's policy advantage from `gae`'s `returns` (the λ-returns G^λ) and `mask`; f32[T, B]."""
+  terminations = dones * (1.0 - truncations)
+  continuing = 1.0 - terminations if bootstrap_on_timeout else 1.0 - dones
+  next_return = jnp.concatenate([returns[1:], next_values[-1:]], axis=0)
+  next_return = jnp.where(dones > 0, next_values, next_return)
+  return (rewards + gamma * continuing * next_return - values) * mask

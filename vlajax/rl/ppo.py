@@ -28,6 +28,7 @@ from jax.sharding import Mesh
 
 from vlajax.core import mesh as mesh_lib
 from vlajax.envs import adr as adr_lib
+from vlajax.envs import backend as env_backend
 from vlajax.envs import wrappers
 from vlajax.rl import distributions as dist
 from vlajax.rl import evaluation
@@ -37,6 +38,7 @@ from vlajax.rl import running_stats
 from vlajax.rl.networks import MLP
 
 LR_SCHEDULES = ("constant", "linear", "cosine", "adaptive_kl")
+ADVANTAGES = ("gae", "lambda_next")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -61,7 +63,8 @@ def default_config() -> ml_collections.ConfigDict:
       "entropy_coef": 1e-2,
       "max_grad_norm": 1.0,
       "normalize_advantages": True,
-      "recompute_advantages": False,  # GAE per minibatch of whole trajectories, current value net
+      "advantage": "gae",          # or "lambda_next" (brax: r + γ G^λ_{t+1} - V; gae.py)
+      "recompute_advantages": True,   # GAE per minibatch of whole trajectories, current value net
       "normalize_observations": True,
       "bootstrap_on_timeout": True,
       "reset_refresh": -1,         # auto-reset pool redrawn every N env steps; < 0: unroll_length
@@ -69,11 +72,11 @@ def default_config() -> ml_collections.ConfigDict:
       "policy_hidden": (512, 256, 128),
       "value_hidden": (512, 256, 128),
       "activation": "swish",
-      "network_init": "orthogonal",  # or "lecun_uniform" (brax); networks.INITS
+      "network_init": "lecun_uniform",  # brax's; or "orthogonal" (purejaxrl); networks.INITS
       "policy_obs_key": "state",
       "value_obs_key": "privileged_state",
       "min_std": 1e-3,
-      "init_noise_std": 1.0,
+      "init_noise_std": 0.6941,    # softplus(0) + min_std: brax's std head, no offset
   })
 
 
@@ -81,6 +84,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ValueError naming the offending key for inconsistent learner settings."""
   if config.lr_schedule not in LR_SCHEDULES:
     raise ValueError(f"ppo.lr_schedule '{config.lr_schedule}' unknown (use one of {LR_SCHEDULES})")
+  if config.advantage not in ADVANTAGES:
+    raise ValueError(f"ppo.advantage '{config.advantage}' unknown (use one of {ADVANTAGES})")
   loop.validate_batching("ppo", config, num_devices)
   samples = config.num_envs * config.unroll_length
   if samples % config.num_minibatches:
@@ -213,7 +218,9 @@ class Learner:
         params=jax.tree.map(lambda _: replicated, abstract.params),
         opt_state=jax.tree.map(lambda _: replicated, abstract.opt_state),
         obs_stats=jax.tree.map(lambda _: replicated, abstract.obs_stats),
-        env_state=jax.tree.map(lambda _: batch, abstract.env_state),
+        # Warp's contact buffers are shared by all worlds: replicated, not split over devices.
+        env_state=env_backend.state_shardings(abstract.env_state, config.num_envs, batch,
+                                              replicated),
         episode_return=batch, episode_length=batch, rng=replicated, iteration=replicated,
         learning_rate=replicated, adr=jax.tree.map(lambda _: replicated, abstract.adr))
     self.init = jax.jit(self._init, out_shardings=self.state_sharding)
@@ -313,7 +320,7 @@ class Learner:
     return loss, metrics
 
   def _advantages(self, params, stats, seq: dict):
-    """GAE over time-major `seq` (`obs`: [T, B, ...]; with `bootstrap_on_timeout` `final_obs`:
+    """GAE (or `advantage="lambda_next"`) over time-major `seq` (`obs`: [T, B, ...]; with `bootstrap_on_timeout` `final_obs`:
     [T, B, ...], else `last_obs`: [1, B, ...], the observation after the last step; `reward`,
     `done`, `truncation`: [T, B]) with value net
     `params["value"]`: (values, advantages, returns, mask), each f32[T, B]."""
@@ -326,9 +333,14 @@ class Learner:
       # next row's observation: one value pass over the batch instead of two (as brax does).
       last = self.networks.value_fn(params, self._normalize(stats, seq["last_obs"]))
       next_values = jnp.concatenate([values[1:], last], axis=0)
-    advantages, returns, mask = gae_lib.gae(seq["reward"] * cfg.reward_scaling, values,
-                                            next_values, seq["done"], seq["truncation"],
-                                            cfg.gamma, cfg.gae_lambda, cfg.bootstrap_on_timeout)
+    rewards = seq["reward"] * cfg.reward_scaling
+    advantages, returns, mask = gae_lib.gae(rewards, values, next_values, seq["done"],
+                                            seq["truncation"], cfg.gamma, cfg.gae_lambda,
+                                            cfg.bootstrap_on_timeout)
+    if cfg.advantage == "lambda_next":
+      advantages = gae_lib.lambda_next_advantage(rewards, values, next_values, returns, seq["done"],
+                                                 seq["truncation"], mask, cfg.gamma,
+                                                 cfg.bootstrap_on_timeout)
     return values, advantages, returns, mask
 
   def _trajectory_loss(self, params, stats, seq: dict, rng):
