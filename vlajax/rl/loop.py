@@ -24,6 +24,8 @@ import numpy as np
 from vlajax.core import mesh as mesh_lib
 from vlajax.core.checkpoint import Checkpointer
 from vlajax.core.metrics import MetricWriter
+from vlajax.rl import distributions as dist
+from vlajax.rl import running_stats
 
 
 def run_config() -> ml_collections.ConfigDict:
@@ -226,6 +228,29 @@ def validate_batching(section: str, config: ml_collections.ConfigDict, num_devic
                        f"({config.num_envs}): every env column contributes an equal share")
 
 
+def deterministic_policy(distribution: Callable, params, stats, normalize: bool, obs_key: str,
+                         env, run_config: dict, step: int):
+  """A loader's `(policy, info)` for a tanh-Gaussian actor: `policy(obs) -> f32[..., A]` in [-1, 1]
+  is the jitted mode `tanh(mean)` of `distribution(params, obs_dict) -> (mean, std)`, with the
+  observation normalized by `stats` when `normalize`; it takes the env's observation dict
+  (unbatched or batched) and checks `obs_key` and its shape. `info` holds `config`, `step`,
+  `obs_key`, `observation_size`, `action_size`."""
+  @jax.jit
+  def act(obs: jax.Array) -> jax.Array:
+    obs = {obs_key: obs}
+    if normalize:
+      obs = running_stats.normalize(stats, obs)
+    mean, _ = distribution(params, obs)
+    return dist.mode(mean)
+
+  obs_sizes = env.observation_size
+  expected = tuple(obs_sizes[obs_key])
+  policy = lambda obs: act(checked_observation(obs, obs_key, expected))
+  info = {"config": run_config, "step": step, "obs_key": obs_key,
+          "observation_size": obs_sizes, "action_size": env.action_size}
+  return policy, info
+
+
 def run_experiment(config: ml_collections.ConfigDict, section: str, make_learner: Callable,
                    title: str):
   """The body of an RL entry point (`experiments/<learner>_control.py`) for a resolved config.
@@ -239,9 +264,10 @@ def run_experiment(config: ml_collections.ConfigDict, section: str, make_learner
   from vlajax import envs  # pylint: disable=import-outside-toplevel
   from vlajax.core.metrics import prepare_run_dir  # pylint: disable=import-outside-toplevel
 
-  dist = config.distributed
-  if dist.num_processes > 1:
-    mesh_lib.initialize_distributed(dist.coordinator_address, dist.num_processes, dist.process_id)
+  hosts = config.distributed
+  if hosts.num_processes > 1:
+    mesh_lib.initialize_distributed(hosts.coordinator_address, hosts.num_processes,
+                                    hosts.process_id)
   env = envs.make(config.env_name, config=config.env)
   mesh = mesh_lib.make_mesh(dict(config.mesh))
   extra = {"adr_config": config.adr} if "adr" in config else {}

@@ -471,18 +471,6 @@ def load_policy(path, step: int | None = None):
             "obs_stats": jax.eval_shape(lambda: running_stats.init(obs_sizes))}
   restored = checkpointer.restore(target, step=step, partial=True)
   checkpointer.close()
-  params, stats = {"policy": restored["params"]["policy"]}, restored["obs_stats"]
-
-  @jax.jit
-  def act(obs: jax.Array) -> jax.Array:
-    obs = {obs_key: obs}
-    if config.normalize_observations:
-      obs = running_stats.normalize(stats, obs)
-    mean, _ = networks.distribution(params, obs)
-    return dist.mode(mean)
-
-  expected = tuple(obs_sizes[obs_key])
-  policy = lambda obs: act(loop.checked_observation(obs, obs_key, expected))
-  info = {"config": run_config, "step": step, "obs_key": obs_key,
-          "observation_size": obs_sizes, "action_size": env.action_size}
-  return policy, info
+  return loop.deterministic_policy(networks.distribution,
+                                  {"policy": restored["params"]["policy"]}, restored["obs_stats"],
+                                  config.normalize_observations, obs_key, env, run_config, step)
