@@ -77,8 +77,11 @@ def _rollout(env):
   return jax.device_get(jax.jit(run)(jax.random.PRNGKey(0)))
 
 
+# The quadruped's comparison (~1 min: Warp compiles its contact kernels on the CPU) runs with
+# `python -m pytest -m slow tests/test_envs_warp.py`; the cart-poles run in the default suite.
 @needs_warp
-@pytest.mark.parametrize("name", envs.names())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
+                                  if n == "quadruped_joystick" else n for n in envs.names()])
 def test_jax_and_warp_trajectories_match(name, monkeypatch):
   if name == "quadruped_joystick":
     _converged_solver(monkeypatch)
