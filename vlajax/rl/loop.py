@@ -257,8 +257,8 @@ def run_experiment(config: ml_collections.ConfigDict, section: str, make_learner
 
   Joins the multi-host job (`config.distributed`), builds the env (`config.env_name`, `config.env`)
   and mesh (`config.mesh`), the learner `make_learner(env, config[section], mesh)` (plus
-  `adr_config=config.adr` when the config has an `adr` section: automatic DR, `envs/adr.py`), writes the run
-  directory `config.workdir` and trains for `config[section].num_iterations` iterations with the
+  `adr_config=config.adr` when the config has an `adr` section: automatic DR, `envs/adr.py`),
+  writes the run directory `config.workdir` and trains for `config[section].num_iterations` iterations with the
   run config (`config.run`) in each checkpoint's metadata (what `load_policy` reads back).
   """
   from vlajax import envs  # pylint: disable=import-outside-toplevel

@@ -133,7 +133,8 @@ class Networks:
     self.action_size = action_size
     self.policy = MLP(tuple(config.policy_hidden), 2 * action_size, config.activation,
                       out_scale=0.01, init_scheme=config.network_init)
-    self.value = MLP(tuple(config.value_hidden), 1, config.activation, init_scheme=config.network_init)
+    self.value = MLP(tuple(config.value_hidden), 1, config.activation,
+                     init_scheme=config.network_init)
     # softplus(raw) + min_std = init_noise_std at raw = this offset.
     self._std_offset = float(jnp.log(jnp.expm1(config.init_noise_std - config.min_std)))
 
@@ -320,7 +321,8 @@ class Learner:
     return loss, metrics
 
   def _advantages(self, params, stats, seq: dict):
-    """GAE (or `advantage="lambda_next"`) over time-major `seq` (`obs`: [T, B, ...]; with `bootstrap_on_timeout` `final_obs`:
+    """GAE (or `advantage="lambda_next"`) over time-major `seq` (`obs`: [T, B, ...]; with
+    `bootstrap_on_timeout` `final_obs`:
     [T, B, ...], else `last_obs`: [1, B, ...], the observation after the last step; `reward`,
     `done`, `truncation`: [T, B]) with value net
     `params["value"]`: (values, advantages, returns, mask), each f32[T, B]."""
