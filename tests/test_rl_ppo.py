@@ -109,6 +109,27 @@ def test_lr_schedules_and_adaptive_kl():
   cfg.lr_schedule = "warmup"
   with pytest.raises(ValueError, match="lr_schedule"):
     ppo.validate(cfg, 1)
+  cfg.lr_schedule = "constant"
+  cfg.behaviour_log_prob = "recomputed"
+  with pytest.raises(ValueError, match="behaviour_log_prob"):
+    ppo.validate(cfg, 1)
+
+
+def test_behaviour_log_prob_under_updated_stats_starts_the_ratio_at_one():
+  """At learning rate 0 the params never move, so the ratio leaves 1 only through the normalizer
+  update: "updated_stats" evaluates the behaviour log-prob under the updated statistics (KL and
+  clip fraction exactly 0); "rollout" (brax) keeps the log-prob the policy acted with (KL > 0)."""
+  kl = {}
+  for mode in ppo.BEHAVIOUR_LOG_PROBS:
+    learner, _ = _learner("smoke", devices=jax.devices()[:1], behaviour_log_prob=mode,
+                          learning_rate=0.0, num_epochs=1, num_minibatches=1,
+                          recompute_advantages=False)
+    state = learner.init(jax.random.PRNGKey(0))
+    for _ in range(2):
+      state, metrics = learner.iteration(state)
+    kl[mode] = (float(metrics["ppo/approx_kl"]), float(metrics["ppo/clip_fraction"]))
+  assert kl["updated_stats"] == (0.0, 0.0), kl
+  assert kl["rollout"][0] > 1e-6, kl
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, smoke_learners):

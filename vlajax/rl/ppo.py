@@ -39,6 +39,7 @@ from vlajax.rl.networks import MLP
 
 LR_SCHEDULES = ("constant", "linear", "cosine", "adaptive_kl")
 ADVANTAGES = ("gae", "lambda_next")
+BEHAVIOUR_LOG_PROBS = ("rollout", "updated_stats")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -65,6 +66,10 @@ def default_config() -> ml_collections.ConfigDict:
       "normalize_advantages": True,
       "advantage": "gae",          # or "lambda_next" (brax: r + γ G^λ_{t+1} - V; gae.py)
       "recompute_advantages": True,   # GAE per minibatch of whole trajectories, current value net
+      # The ratio's denominator: "rollout" (brax), the behaviour policy's log-prob under the
+      # normalizer it acted with; "updated_stats", the same params under the normalizer updated
+      # with the rollout (the ratio starts at 1; normalizer drift is not clipped).
+      "behaviour_log_prob": "rollout",
       "normalize_observations": True,
       "bootstrap_on_timeout": True,
       "reset_refresh": -1,         # auto-reset pool redrawn every N env steps; < 0: unroll_length
@@ -86,6 +91,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise ValueError(f"ppo.lr_schedule '{config.lr_schedule}' unknown (use one of {LR_SCHEDULES})")
   if config.advantage not in ADVANTAGES:
     raise ValueError(f"ppo.advantage '{config.advantage}' unknown (use one of {ADVANTAGES})")
+  if config.behaviour_log_prob not in BEHAVIOUR_LOG_PROBS:
+    raise ValueError(f"ppo.behaviour_log_prob '{config.behaviour_log_prob}' unknown (use one of "
+                     f"{BEHAVIOUR_LOG_PROBS})")
   loop.validate_batching("ppo", config, num_devices)
   samples = config.num_envs * config.unroll_length
   if samples % config.num_minibatches:
@@ -368,18 +376,22 @@ class Learner:
     else:
       seq["last_obs"] = jax.tree.map(lambda x: x[None], env_state.obs)
     values, advantages, returns, mask = self._advantages(state.params, obs_stats, seq)
+    log_prob = traj.log_prob
+    if cfg.behaviour_log_prob == "updated_stats":
+      mean, std = self.networks.distribution(state.params, self._normalize(obs_stats, traj.obs))
+      log_prob = dist.log_prob(mean, std, traj.raw_action)
 
     if cfg.recompute_advantages:
       # brax's way: minibatches of whole trajectories (a split of the env axis), GAE recomputed in
       # every minibatch loss with the value net as it is then.
-      data = {**seq, "raw_action": traj.raw_action, "log_prob": traj.log_prob, "value": values}
+      data = {**seq, "raw_action": traj.raw_action, "log_prob": log_prob, "value": values}
       num_units, unit_axis = cfg.num_envs, 1
       loss_fn = self._trajectory_loss
     else:
       num_samples = cfg.num_envs * cfg.unroll_length
       flat = lambda x: jnp.reshape(x, (num_samples,) + x.shape[2:])
       data = jax.tree.map(flat, {"obs": traj.obs, "raw_action": traj.raw_action,
-                                 "log_prob": traj.log_prob, "advantage": advantages,
+                                 "log_prob": log_prob, "advantage": advantages,
                                  "return": returns, "value": values, "mask": mask})
       num_units, unit_axis = num_samples, 0
       loss_fn = self._loss
