@@ -63,6 +63,7 @@ _INIT_1024 = textwrap.dedent("""
     from vlajax.rl import ppo
     config = ppo_locomotion.get_config("cpu")
     config.ppo.num_envs = 1024
+    config.ppo.reset_refresh = -1  # the pooled auto-reset the hang was reproduced with
     config.ppo.policy_hidden = config.ppo.value_hidden = (16,)
     learner = ppo.Learner(envs.make("quadruped_joystick", config=config.env), config.ppo)
     state = learner.init(jax.random.PRNGKey(0))
