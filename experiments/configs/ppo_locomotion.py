@@ -5,7 +5,7 @@ Names:
              32 minibatches, 4 epochs, γ 0.97, lr 3e-4, entropy 1e-2, MLPs 512-256-128, ~200M steps).
   cpu        the README's default: the quadruped on a laptop CPU, 2.05M env steps in ~17 minutes on
              2 cores; it learns to stand and take steps towards the command, tracking error
-             0.85 -> ~0.3 m/s in training (BENCHMARKS.md); walking takes ~5M steps.
+             0.85 -> 0.23 m/s in training (BENCHMARKS.md); walking takes ~5M steps.
   cartpole   cart-pole balance, solved in about a minute on a CPU.
   smoke      a few tiny iterations on cart-pole, for tests.
   smoke_quadruped  two tiny iterations on the randomized quadruped with ADR on, for tests.
