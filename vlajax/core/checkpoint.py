@@ -35,13 +35,23 @@ def _nest(tree: Any) -> dict:
   return nested
 
 
+def _zeros_like(ref) -> Any:
+  """A size-0 leaf like `ref`, on `ref`'s sharding when it has one: a restored state then has the
+  signature of the state it was restored onto, so jitted functions do not recompile for it."""
+  zeros = np.zeros(ref.shape, ref.dtype)
+  sharding = getattr(ref, "sharding", None)
+  if sharding is None:
+    return zeros
+  return jax.make_array_from_callback(ref.shape, sharding, lambda index: zeros[index])
+
+
 def _unnest(nested: dict, target: Any) -> Any:
   """Inverse of `_nest` with `target`'s structure; size-0 leaves come back as zeros."""
   paths, treedef = jax.tree_util.tree_flatten_with_path(target)
   leaves = []
   for path, ref in paths:
     if np.size(ref) == 0 and hasattr(ref, "shape"):
-      leaves.append(np.zeros(ref.shape, ref.dtype))
+      leaves.append(_zeros_like(ref))
       continue
     node = nested
     for name in [_key_name(entry) for entry in path] or ["value"]:
