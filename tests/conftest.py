@@ -13,6 +13,8 @@ import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Headless rendering (Mesa software EGL); must be set before mujoco is first imported.
+os.environ.setdefault("MUJOCO_GL", "egl")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _cache_dir = tempfile.mkdtemp(prefix="vlajax-test-jax-cache-")
   atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)

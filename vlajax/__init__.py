@@ -1,7 +1,10 @@
 """vlajax: massively parallel simulated RL and flow-matching VLA training in JAX/Flax."""
+from vlajax.core import cpu_fusion
 from vlajax.core import cpu_linalg
 
 # Before anything is lowered: batched LAPACK on the CPU deadlocks jaxlib 0.10 (core/cpu_linalg.py).
 cpu_linalg.install()
+# MJX's body-tree scans: XLA's CPU fusion blows up on long kinematic chains (core/cpu_fusion.py).
+cpu_fusion.install()
 
 __version__ = "0.1.0"
