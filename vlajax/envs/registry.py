@@ -18,6 +18,9 @@ _ENVS: dict[str, str] = {
     "cartpole": "vlajax.envs.classic.cartpole:Cartpole",
     "cartpole_swingup": "vlajax.envs.classic.cartpole:Cartpole",
     "quadruped_joystick": "vlajax.envs.locomotion.quadruped_joystick:QuadrupedJoystick",
+    "arm_reach": "vlajax.envs.manipulation.reach:ArmReach",
+    "arm_push_cube": "vlajax.envs.manipulation.cube:ArmPushCube",
+    "arm_pick_cube": "vlajax.envs.manipulation.cube:ArmPickCube",
 }
 # Config presets applied before user overrides.
 _PRESETS: dict[str, dict[str, Any]] = {

@@ -73,7 +73,10 @@ class EpisodeWrapper(Wrapper):
   rewarded).
 
   `info["steps"]` (int32) counts wrapper steps in the episode; `info["truncation"]` (f32) is 1.0 when
-  the episode ended by the time limit rather than by a terminal state.
+  the episode ended by the time limit rather than by a terminal state. For an env with a task
+  outcome (`metrics["success"]`, 0/1 per step) the success is latched per episode:
+  `info["episode_success"]` and `metrics["episode_success"]` (f32) are 1.0 from the first successful
+  step to the end of the episode (with action repeat, as seen at the last sub-step of each step).
   """
 
   def __init__(self, env, episode_length: int, action_repeat: int = 1):
@@ -88,6 +91,9 @@ class EpisodeWrapper(Wrapper):
     state = _reset(self.env, rng, dr_ranges)
     state.info["steps"] = jnp.zeros((), jnp.int32)
     state.info["truncation"] = jnp.zeros(())
+    if "success" in state.metrics:
+      state.info["episode_success"] = jnp.zeros(())
+      state.metrics["episode_success"] = jnp.zeros(())
     return state
 
   def step(self, state: State, action: jax.Array) -> State:
@@ -101,6 +107,10 @@ class EpisodeWrapper(Wrapper):
     state.info["steps"] = steps
     # float32, not weakly typed: the state must keep one signature or jit recompiles.
     state.info["truncation"] = (timeout & (state.done == 0)).astype(jnp.float32)
+    if "success" in state.metrics:
+      latched = jnp.maximum(state.info["episode_success"], state.metrics["success"])
+      state.info["episode_success"] = latched
+      state.metrics["episode_success"] = latched
     return state.replace(done=done)
 
   def _repeat(self, state: State, action: jax.Array) -> State:

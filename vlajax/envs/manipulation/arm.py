@@ -1,0 +1,248 @@
+"""The tabletop arm scene shared by the manipulation tasks: model indices, action spaces, IK.
+
+Scene: `assets/arm_7dof.xml`, a 7-DoF arm with a parallel-jaw gripper (Franka Panda dimensions) on
+a table (the plane z = 0), one free cube and a mocap `target` marker. 50 Hz control
+(`ctrl_dt=0.02`) over 4 MJX substeps (`sim_dt=0.005`).
+
+Action spaces (`config.action_space`), every entry in [-1, 1]:
+  "joint_delta"  f32[8]: arm joint position targets move by `a[:7] * joint_action_scale` rad per
+                 control step (clipped to the joint limits), the RL space.
+  "ee_delta"     f32[7]: the gripper's tool point moves by `a[:3] * ee_action_scale` m and rotates
+                 by the world-frame rotation vector `a[3:6] * ee_rotation_scale` rad per control
+                 step (OXE/VLA style), through damped-least-squares IK on the joint targets.
+  In both, the last entry is the gripper command, absolute: -1 closed, +1 open (each finger's
+  target is `(a + 1) / 2 * 0.04` m).
+
+`info` of every task: `rng`, `step` (i32), `last_action` f32[A], `ctrl` f32[9] (the actuator
+targets: 7 joints in rad, 2 fingers in m), `target` f32[3] (the task's target or goal point; also
+`data.mocap_pos` of the marker, for cameras), `episode_success` is added by the episode wrapper.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.scipy import linalg as jsp_linalg
+from mujoco import mjx
+
+from vlajax.envs import assets
+from vlajax.envs.base import Env, State
+
+ACTION_SPACES = ("joint_delta", "ee_delta")
+ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
+FINGERS = ("finger_left", "finger_right")
+FINGER_OPEN = 0.04   # m per finger
+CUBE_HALF = 0.02     # m
+# Franka's "ready" pose (joint 7 at 0 here: the hand has no -45 degree offset).
+HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.0)
+
+
+def arm_config() -> ml_collections.ConfigDict:
+  """Physics, control and action-space config common to the arm tasks."""
+  return ml_collections.ConfigDict({
+      "ctrl_dt": 0.02,
+      "sim_dt": 0.005,
+      "episode_length": 200,
+      "action_space": "joint_delta",
+      "joint_action_scale": 0.04,    # rad per control step at |a| = 1 (Playground's Panda value)
+      "ee_action_scale": 0.01,       # m per control step at |a| = 1 (0.5 m/s)
+      "ee_rotation_scale": 0.05,     # rad per control step at |a| = 1
+      "ik_damping": 0.05,            # lambda of the damped least squares
+      "init_joint_noise": 0.05,      # rad, uniform around the home pose
+      # Physics backend (vlajax.envs.backend). Contacts are the explicit pairs of the MJCF: cube
+      # with table (<= 4), with each pad and the hand (box-box, <= 8 each); rows per world at
+      # condim 3 pyramidal: 4 per contact, plus the 9 joint limits.
+      "impl": "jax",
+      "naconmax_per_env": 28,
+      "njmax": 128,
+  })
+
+
+class ArmEnv(Env):
+  """Base for the tabletop tasks: the scene, the action spaces, proprioception, IK, and the
+  reset / step loop.
+
+  A task implements `sample_task(rng) -> (cube_pose f32[7], target f32[3], task_info)`,
+  `success(data, info) -> bool[]`, `reward_terms(data, info, action) -> {term: f32[]}` (weighted by
+  `config.reward_scales`) and `task_obs(data, info) -> f32[k]`; `update_task_info(data, info)`
+  may latch task variables after each step.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    if config.action_space not in ACTION_SPACES:
+      raise ValueError(f"unknown action_space '{config.action_space}' (have: "
+                       f"{', '.join(ACTION_SPACES)})")
+    mj_model = assets.load("arm_7dof")
+    super().__init__(config, mj_model)
+    m = mj_model
+    self._arm_qpos = np.array([m.joint(j).qposadr[0] for j in ARM_JOINTS])
+    self._arm_dofs = np.array([m.joint(j).dofadr[0] for j in ARM_JOINTS])
+    self._finger_qpos = np.array([m.joint(j).qposadr[0] for j in FINGERS])
+    self._cube_qpos = int(m.joint("cube").qposadr[0])
+    self._cube_dof = int(m.joint("cube").dofadr[0])
+    self._grip_site = m.site("grip").id
+    self._grip_body = int(m.site_bodyid[self._grip_site])
+    self._target_mocap = int(m.body_mocapid[m.body("target").id])
+    self._pads = np.array([m.geom("pad_left").id, m.geom("pad_right").id])
+    self._ctrl_low = jnp.asarray(m.actuator_ctrlrange[:, 0], jnp.float32)
+    self._ctrl_high = jnp.asarray(m.actuator_ctrlrange[:, 1], jnp.float32)
+    self._home = jnp.asarray(HOME, jnp.float32)
+    self._qpos0 = jnp.asarray(m.key("home").qpos, jnp.float32)
+
+  @classmethod
+  def default_config(cls) -> ml_collections.ConfigDict:
+    return arm_config()
+
+  @property
+  def action_size(self) -> int:
+    return 8 if self.config.action_space == "joint_delta" else 7
+
+  # -- the task interface -----------------------------------------------------------------------
+
+  def sample_task(self, rng: jax.Array) -> tuple[jax.Array, jax.Array, dict]:
+    raise NotImplementedError
+
+  def success(self, data: mjx.Data, info: dict) -> jax.Array:
+    raise NotImplementedError
+
+  def reward_terms(self, data: mjx.Data, info: dict, action: jax.Array) -> dict[str, jax.Array]:
+    raise NotImplementedError
+
+  def task_obs(self, data: mjx.Data, info: dict) -> jax.Array:
+    raise NotImplementedError
+
+  def update_task_info(self, data: mjx.Data, info: dict) -> dict:
+    del data
+    return info
+
+  # -- reset / step -----------------------------------------------------------------------------
+
+  def reset(self, rng: jax.Array) -> State:
+    rng, k_task, k_arm = jax.random.split(rng, 3)
+    cube, target, task_info = self.sample_task(k_task)
+    data = self.initial_data(k_arm, cube, target)
+    info = {"rng": rng, "step": jnp.zeros((), jnp.int32),
+            "last_action": jnp.zeros(self.action_size), "ctrl": data.ctrl, "target": target,
+            **task_info}
+    metrics = {f"reward/{name}": jnp.zeros(()) for name in self.config.reward_scales}
+    metrics["success"] = jnp.zeros(())
+    return State(data, self._observe(data, info), jnp.zeros(()), jnp.zeros(()), metrics, info)
+
+  def step(self, state: State, action: jax.Array) -> State:
+    info = dict(state.info)
+    ctrl = self.apply_action(state.data, info["ctrl"], action)
+    data = self.physics_step(self.mjx_model, state.data, ctrl)
+    action = jnp.clip(action, -1.0, 1.0)
+    info = self.update_task_info(data, info)
+    terms = self.reward_terms(data, info, action)
+    scaled = {name: terms[name] * scale for name, scale in self.config.reward_scales.items()}
+    info.update(step=info["step"] + 1, last_action=action, ctrl=ctrl)
+    metrics = {f"reward/{name}": value for name, value in scaled.items()}
+    metrics["success"] = self.success(data, info).astype(jnp.float32)
+    done = self.unstable(data).astype(jnp.float32)
+    return State(data, self._observe(data, info), sum(scaled.values()), done, metrics, info)
+
+  def _observe(self, data: mjx.Data, info: dict) -> dict[str, jax.Array]:
+    state = jnp.concatenate([self.proprioception(data), info["last_action"],
+                             self.task_obs(data, info)])
+    privileged = jnp.concatenate([state, self.cube_pos(data), self.cube_vel(data),
+                                  info["target"]])
+    return {"state": state, "privileged_state": privileged}
+
+  # -- reset helpers ----------------------------------------------------------------------------
+
+  def initial_data(self, rng: jax.Array, cube_pose: jax.Array, target: jax.Array) -> mjx.Data:
+    """Home pose plus uniform joint noise, gripper open, the cube at `cube_pose` f32[7] (position,
+    quaternion) and the target marker at `target` f32[3]; forward kinematics done."""
+    noise = self.config.init_joint_noise
+    arm_q = self._home + jax.random.uniform(rng, (7,), minval=-noise, maxval=noise)
+    arm_q = jnp.clip(arm_q, self._ctrl_low[:7], self._ctrl_high[:7])
+    qpos = self._qpos0.at[self._arm_qpos].set(arm_q)
+    qpos = qpos.at[self._finger_qpos].set(FINGER_OPEN)
+    qpos = qpos.at[self._cube_qpos:self._cube_qpos + 7].set(cube_pose)
+    ctrl = jnp.concatenate([arm_q, jnp.full((2,), FINGER_OPEN)])
+    data = self.make_data()
+    data = data.replace(qpos=qpos, qvel=jnp.zeros_like(data.qvel), ctrl=ctrl,
+                        mocap_pos=data.mocap_pos.at[self._target_mocap].set(target))
+    return mjx.forward(self.mjx_model, data)
+
+  # -- actions ----------------------------------------------------------------------------------
+
+  def check_action(self, action: jax.Array) -> None:
+    if action.shape[-1:] != (self.action_size,):
+      raise ValueError(f"action has shape {tuple(action.shape)}; the '{self.config.action_space}' "
+                       f"action space takes f32[{self.action_size}]")
+
+  def apply_action(self, data: mjx.Data, ctrl: jax.Array, action: jax.Array) -> jax.Array:
+    """The next actuator targets f32[9] from the current ones `ctrl` and `action` (clipped to
+    [-1, 1]) in the configured action space."""
+    self.check_action(action)
+    action = jnp.clip(action, -1.0, 1.0)
+    cfg = self.config
+    if cfg.action_space == "joint_delta":
+      arm = ctrl[:7] + action[:7] * cfg.joint_action_scale
+    else:
+      arm = self.ee_delta_to_joint_targets(data, ctrl[:7], action[:3] * cfg.ee_action_scale,
+                                           action[3:6] * cfg.ee_rotation_scale)
+    fingers = jnp.full((2,), (action[-1] + 1.0) * 0.5 * FINGER_OPEN)
+    return jnp.clip(jnp.concatenate([arm, fingers]), self._ctrl_low, self._ctrl_high)
+
+  def ee_delta_to_joint_targets(self, data: mjx.Data, arm_targets: jax.Array,
+                                delta_pos: jax.Array, delta_rot: jax.Array) -> jax.Array:
+    """Joint targets f32[7] that move the tool point by `delta_pos` f32[3] (m) and rotate it by
+    the world-frame rotation vector `delta_rot` f32[3] (rad): `dq = J^T (J J^T + lambda^2 I)^-1 e`
+    with the grip site's 6x7 Jacobian at `data`, added to the current targets `arm_targets` (so a
+    zero action holds the targets and the arm does not drift under gravity)."""
+    jacp, jacr = mjx.jac(self.mjx_model, data, data.site_xpos[self._grip_site], self._grip_body)
+    jac = jnp.concatenate([jacp[self._arm_dofs].T, jacr[self._arm_dofs].T])   # [6, 7]
+    error = jnp.concatenate([delta_pos, delta_rot])
+    damping = self.config.ik_damping ** 2 * jnp.eye(6)
+    factor = jsp_linalg.cho_factor(jac @ jac.T + damping)
+    return arm_targets + jac.T @ jsp_linalg.cho_solve(factor, error)
+
+  # -- observations -----------------------------------------------------------------------------
+
+  def grip_pos(self, data: mjx.Data) -> jax.Array:
+    """f32[3]: the tool point between the fingertips (world frame, m)."""
+    return data.site_xpos[self._grip_site]
+
+  def grip_yaw(self, data: mjx.Data) -> jax.Array:
+    """f32[]: the gripper's rotation about the world z axis (rad; 0 at the home pose)."""
+    mat = data.site_xmat[self._grip_site]
+    return jnp.arctan2(mat[1, 0], mat[0, 0])
+
+  def gripper_opening(self, data: mjx.Data) -> jax.Array:
+    """f32[]: distance between the fingers (m; 0.08 open, 0 closed)."""
+    return jnp.sum(data.qpos[self._finger_qpos])
+
+  def cube_pos(self, data: mjx.Data) -> jax.Array:
+    return data.qpos[self._cube_qpos:self._cube_qpos + 3]
+
+  def cube_quat(self, data: mjx.Data) -> jax.Array:
+    return data.qpos[self._cube_qpos + 3:self._cube_qpos + 7]
+
+  def cube_yaw(self, data: mjx.Data) -> jax.Array:
+    """f32[]: the cube's rotation about z (rad), assuming it rests on a face."""
+    w, x, y, z = self.cube_quat(data)
+    return jnp.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+  def cube_vel(self, data: mjx.Data) -> jax.Array:
+    """f32[6]: the cube's linear (world) and angular velocity."""
+    return data.qvel[self._cube_dof:self._cube_dof + 6]
+
+  def proprioception(self, data: mjx.Data) -> jax.Array:
+    """f32[18]: arm joint angles (7), joint velocities (7), gripper opening (1), tool point (3)."""
+    return jnp.concatenate([data.qpos[self._arm_qpos], data.qvel[self._arm_dofs],
+                            self.gripper_opening(data)[None], self.grip_pos(data)])
+
+  def unstable(self, data: mjx.Data) -> jax.Array:
+    """bool[]: non-finite physics or the cube off the table."""
+    bad = ~jnp.all(jnp.isfinite(data.qpos)) | ~jnp.all(jnp.isfinite(data.qvel))
+    return bad | (self.cube_pos(data)[2] < -0.05)
+
+
+def cube_pose(xy: jax.Array, yaw: jax.Array) -> jax.Array:
+  """f32[7]: a cube resting on the table at `xy` f32[2] rotated by `yaw` about z."""
+  return jnp.concatenate([xy, jnp.array([CUBE_HALF]),
+                          jnp.array([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)])])

@@ -1,0 +1,146 @@
+"""Scripted experts for the arm tasks: privileged state -> action, jittable and vmappable.
+
+`make_expert(env)` returns `expert(state) -> f32[A]` for one env's `State` in the env's own action
+space. Each expert picks a tool-point waypoint, a gripper yaw and a gripper command from the
+current state alone (no memory beyond `info`), moves toward the waypoint in end-effector space,
+keeps the gripper pointing down, and for the "joint_delta" space turns that motion into joint
+target deltas through the env's IK.
+
+  arm_reach      the target point, gripper open.
+  arm_push_cube  gripper closed: hover above a point behind the cube (on the far side from the
+                 goal), descend to 1.2 cm, push along the cube-goal line; lift and re-approach when
+                 the cube leaves the line.
+  arm_pick_cube  hover above the cube with the yaw aligned to its faces, descend, close; carry at
+                 12 cm to above the goal, lower, open once the cube rests; back up.
+
+Success rates over fixed seeded initial states are in tests/test_envs_manipulation.py and
+BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from mujoco import mjx
+
+from vlajax.envs.base import State
+from vlajax.envs.manipulation import arm
+from vlajax.envs.manipulation.cube import CubeTask, wrap_quarter_turn
+from vlajax.envs.manipulation.reach import ArmReach
+
+POSITION_GAIN = 0.6     # fraction of the waypoint error commanded per step (before clipping)
+ROTATION_GAIN = 0.5
+HOVER = 0.10            # m, tool point above the table while moving over an object
+CARRY = 0.12            # m, while carrying
+PUSH_HEIGHT = 0.012     # m, the closed pads span 1.2-3.6 cm: the cube's middle
+GRASP_HEIGHT = 0.006    # m, the open pads span 0.6-3.0 cm around a 4 cm cube
+CARRY_SPEED = 0.4       # x the largest step, while holding the cube
+OPEN, CLOSED = 1.0, -1.0
+
+
+def make_expert(env) -> Callable[[State], jax.Array]:
+  """The scripted expert of `env`'s task (`env` unwrapped or wrapped)."""
+  task = env.unwrapped
+  if isinstance(task, ArmReach):
+    plan = _reach_plan
+  elif isinstance(task, CubeTask):
+    plan = _pick_plan if task.PICK else _push_plan
+  else:
+    raise ValueError(f"no scripted expert for {type(task).__name__}")
+
+  def expert(state: State) -> jax.Array:
+    waypoint, yaw, gripper, speed = plan(task, state)
+    return _move(task, state, waypoint, yaw, gripper, speed)
+  return expert
+
+
+def _move(task: arm.ArmEnv, state: State, waypoint: jax.Array, yaw: jax.Array,
+          gripper: jax.Array, speed: jax.Array) -> jax.Array:
+  """The action moving the tool point toward `waypoint` f32[3] (at most `speed` x the action
+  space's largest step) with the gripper pointing down at `yaw`, and the gripper command `gripper`
+  (+1 open, -1 closed)."""
+  cfg = task.config
+  data = _commanded(task, state)
+  delta = POSITION_GAIN * (waypoint - task.grip_pos(data))
+  axis = data.site_xmat[task._grip_site][:, 2]   # pylint: disable=protected-access
+  tilt = jnp.cross(axis, jnp.array([0.0, 0.0, -1.0]))
+  turn = jnp.array([0.0, 0.0, wrap_angle(yaw - task.grip_yaw(data))])
+  rotation = ROTATION_GAIN * (tilt + turn)
+  pos_action = jnp.clip(delta / cfg.ee_action_scale, -speed, speed)
+  rot_action = jnp.clip(rotation / cfg.ee_rotation_scale, -1.0, 1.0)
+  if cfg.action_space == "ee_delta":
+    return jnp.concatenate([pos_action, rot_action, gripper[None]])
+  ctrl = state.info["ctrl"]
+  targets = task.ee_delta_to_joint_targets(data, ctrl[:7], pos_action * cfg.ee_action_scale,
+                                           rot_action * cfg.ee_rotation_scale)
+  joint_action = jnp.clip((targets - ctrl[:7]) / cfg.joint_action_scale, -1.0, 1.0)
+  return jnp.concatenate([joint_action, gripper[None]])
+
+
+def _commanded(task: arm.ArmEnv, state: State):
+  """The state's data with the arm at its joint *targets* (forward kinematics only): the expert
+  steers the commanded pose, so the servos' lag does not make it overshoot."""
+  data = state.data
+  qpos = data.qpos.at[task._arm_qpos].set(state.info["ctrl"][:7])  # pylint: disable=protected-access
+  return mjx.kinematics(task.mjx_model, data.replace(qpos=qpos))
+
+
+def wrap_angle(angle: jax.Array) -> jax.Array:
+  return jnp.mod(angle + jnp.pi, 2 * jnp.pi) - jnp.pi
+
+
+def _reach_plan(task: ArmReach, state: State):
+  return state.info["target"], jnp.zeros(()), jnp.asarray(OPEN), jnp.asarray(1.0)
+
+
+def _push_plan(task: CubeTask, state: State):
+  data = state.data
+  grip, cube, goal = task.grip_pos(data), task.cube_pos(data), state.info["target"]
+  line = goal[:2] - cube[:2]
+  u = line / jnp.maximum(jnp.linalg.norm(line), 1e-6)
+  rel = grip[:2] - cube[:2]
+  along = jnp.dot(rel, u)
+  lateral = jnp.abs(u[0] * rel[1] - u[1] * rel[0])
+  start = cube[:2] - u * (arm.CUBE_HALF + 0.03)
+  at_start = jnp.linalg.norm(grip[:2] - start) < 0.01
+  pushing = (lateral < 0.012) & (along < -arm.CUBE_HALF) & (grip[2] < 0.03)
+  low_and_off = (grip[2] < 0.06) & ~pushing & ~at_start
+  push_to = cube[:2] + u * (along + 0.02)
+  waypoint = jnp.where(pushing, jnp.append(push_to, PUSH_HEIGHT),
+             jnp.where(at_start, jnp.append(start, PUSH_HEIGHT),
+             jnp.where(low_and_off, jnp.append(grip[:2], HOVER), jnp.append(start, HOVER))))
+  done = task.in_goal(data, state.info)
+  waypoint = jnp.where(done, jnp.append(grip[:2], HOVER), waypoint)
+  return waypoint, jnp.zeros(()), jnp.asarray(CLOSED), jnp.where(pushing, 0.5, 1.0)
+
+
+def _pick_plan(task: CubeTask, state: State):
+  data, info = state.data, state.info
+  grip, cube, goal = task.grip_pos(data), task.cube_pos(data), info["target"]
+  yaw = task.grip_yaw(data) + wrap_quarter_turn(task.cube_yaw(data) - task.grip_yaw(data))
+  xy_error = jnp.linalg.norm(grip[:2] - cube[:2])
+  height = cube[2] - grip[2]
+  held = ((task.gripper_opening(data) < 2 * arm.CUBE_HALF + 0.004) & (xy_error < 0.025)
+          & (height > -0.01) & (height < 0.04))
+  placed = info["lifted"] & task.in_goal(data, info)
+
+  # Not holding it: hover above the cube, descend, close at the bottom.
+  aligned = xy_error < 0.01
+  low = grip[2] < GRASP_HEIGHT + 0.006
+  approach = jnp.append(cube[:2], jnp.where(aligned, GRASP_HEIGHT, HOVER))
+  approach_grip = jnp.where(aligned & low, CLOSED, OPEN)
+  # Holding it: up to the carry height, over the goal, down; open once it rests.
+  over_goal = jnp.linalg.norm(cube[:2] - goal[:2]) < 0.01
+  raised = cube[2] > CARRY - 0.03
+  carry = jnp.where(over_goal, jnp.append(goal[:2], GRASP_HEIGHT + 0.002),
+          jnp.where(raised, jnp.append(goal[:2], CARRY), jnp.append(grip[:2], CARRY)))
+  resting = over_goal & (cube[2] < arm.CUBE_HALF + 0.004)
+  carry_grip = jnp.where(resting, OPEN, CLOSED)
+  # Placed and released: back up with the gripper open.
+  retreat = jnp.append(grip[:2], CARRY)
+
+  waypoint = jnp.where(placed & ~held, retreat, jnp.where(held, carry, approach))
+  yaw = jnp.where(held, task.grip_yaw(data), yaw)      # holding it: no turning
+  gripper = jnp.where(placed & ~held, OPEN, jnp.where(held, carry_grip, approach_grip))
+  return waypoint, yaw, gripper, jnp.where(held, CARRY_SPEED, 1.0)
