@@ -14,6 +14,8 @@ CORE = [
     "ml-collections==1.1.0",
     "absl-py>=2.1",
     "numpy>=2.0",
+    # Evaluation statistics (vlajax.eval.stats: binomial intervals, exact tests, bootstrap).
+    "scipy>=1.15",
     "tensorboardX>=2.6",
     "msgpack>=1.0",
     "websockets>=13",
