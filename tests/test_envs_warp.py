@@ -79,9 +79,17 @@ def _rollout(env):
 
 # The quadruped's comparison (~1 min: Warp compiles its contact kernels on the CPU) runs with
 # `python -m pytest -m slow tests/test_envs_warp.py`; the cart-poles run in the default suite.
+# The arm tasks (issue 17) are not compared yet: `test_every_env_has_a_warp_comparison` lists them.
+WITHOUT_WARP_COMPARISON = ("arm_pick_cube", "arm_push_cube", "arm_reach")
+
+
+def test_every_env_has_a_warp_comparison():
+  assert sorted(set(envs.names()) - set(TOLERANCE)) == sorted(WITHOUT_WARP_COMPARISON)
+
+
 @needs_warp
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
-                                  if n == "quadruped_joystick" else n for n in envs.names()])
+                                  if n == "quadruped_joystick" else n for n in sorted(TOLERANCE)])
 def test_jax_and_warp_trajectories_match(name, monkeypatch):
   if name == "quadruped_joystick":
     _converged_solver(monkeypatch)
