@@ -3,6 +3,12 @@
 States are built with `mjx.make_data` and edited field by field (no jitted MJX physics: it
 compiles slowly on CPU), so these tests do not depend on the manipulation task envs. Rendering
 runs headless through EGL: `MUJOCO_GL` must be set before mujoco is first imported.
+
+These tests run in a fresh process (`tests/test_envs_render_isolated.py` starts it with
+`VLAJAX_RENDER_TESTS=1`): inside a pytest-xdist worker that had already run other test files,
+creating the first EGL context segfaulted (twice in the full suite, 2026-12-01; the file alone,
+or after test_envs_warp.py, passes). Run them directly with
+`VLAJAX_RENDER_TESTS=1 python -m pytest -n 0 tests/test_envs_render.py`.
 """
 import os
 
@@ -19,6 +25,9 @@ from mujoco import mjx
 from vlajax.envs import assets, backend, randomization, render, wrappers
 from vlajax.envs.base import State
 from vlajax.envs.camera_wrapper import CameraWrapper
+
+pytestmark = pytest.mark.skipif(os.environ.get("VLAJAX_RENDER_TESTS") != "1",
+                                reason="run in a fresh process by test_envs_render_isolated.py")
 
 SIZE = (48, 40)   # (height, width): not square, so a swapped axis shows
 
