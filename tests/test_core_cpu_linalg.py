@@ -19,14 +19,15 @@ def _spd(rng, batch, n):
 
 def test_installed_and_lowering_chunks_large_batches():
   assert cpu_linalg._installed  # pylint: disable=protected-access
-  a = jnp.asarray(_spd(np.random.default_rng(0), (3 * cpu_linalg.CHUNK + 5,), 6))
+  a = jnp.asarray(_spd(np.random.default_rng(0), (3 * cpu_linalg.chunk_size() + 5,), 6))
   hlo = jax.jit(jnp.linalg.cholesky).lower(a).as_text()
   assert "while" in hlo  # the lax.map over chunks
-  small = jax.jit(jnp.linalg.cholesky).lower(a[:cpu_linalg.CHUNK]).as_text()
+  small = jax.jit(jnp.linalg.cholesky).lower(a[:cpu_linalg.chunk_size()]).as_text()
   assert "while" not in small
 
 
-@pytest.mark.parametrize("batch", [(7,), (cpu_linalg.CHUNK + 3,), (2, cpu_linalg.CHUNK)])
+@pytest.mark.parametrize("batch", [(7,), (cpu_linalg.chunk_size() + 3,),
+                                   (2, cpu_linalg.chunk_size())])
 def test_cho_solve_matches_numpy(batch):
   rng = np.random.default_rng(1)
   a, b = _spd(rng, batch, 9), rng.normal(size=batch + (9, 2)).astype(np.float32)
@@ -42,7 +43,7 @@ def test_cho_solve_matches_numpy(batch):
 @pytest.mark.parametrize("unit_diagonal", [True, False])
 def test_triangular_solve_variants_on_a_chunked_batch(left_side, lower, transpose_a, unit_diagonal):
   rng = np.random.default_rng(2)
-  batch, m = cpu_linalg.CHUNK + 9, 5
+  batch, m = cpu_linalg.chunk_size() + 9, 5
   a = rng.normal(size=(batch, m, m)).astype(np.float32) + 4 * np.eye(m, dtype=np.float32)
   b = rng.normal(size=(batch, m, 3) if left_side else (batch, 3, m)).astype(np.float32)
   x = jax.jit(lambda a, b: jax.lax.linalg.triangular_solve(
@@ -56,14 +57,20 @@ def test_triangular_solve_variants_on_a_chunked_batch(left_side, lower, transpos
   assert np.abs(residual).max() < 1e-4
 
 
-_INIT_1024 = textwrap.dedent("""
+def test_chunk_shrinks_with_several_cpu_devices():
+  assert len(jax.devices("cpu")) == 4  # conftest
+  assert cpu_linalg.chunk_size() == cpu_linalg.MULTI_DEVICE_CHUNK < cpu_linalg.CHUNK
+
+
+_INIT = textwrap.dedent("""
+    import sys
     import jax
     from experiments.configs import ppo_locomotion
     from vlajax import envs
     from vlajax.rl import ppo
     config = ppo_locomotion.get_config("cpu")
-    config.ppo.num_envs = 1024
-    config.ppo.reset_refresh = -1  # the pooled auto-reset the hang was reproduced with
+    config.ppo.num_envs = int(sys.argv[1])
+    config.ppo.reset_refresh = int(sys.argv[2])  # -1: the pooled auto-reset of the first hang
     config.ppo.policy_hidden = config.ppo.value_hidden = (16,)
     learner = ppo.Learner(envs.make("quadruped_joystick", config=config.env), config.ppo)
     state = learner.init(jax.random.PRNGKey(0))
@@ -75,7 +82,18 @@ def test_quadruped_learner_initializes_at_1024_envs_on_one_cpu_device():
   """The hang of issue 16: one CPU device (the pool shared by every LAPACK call), 1024 envs.
   With `VLAJAX_JAXLIB_LINALG=1` this subprocess hangs on a 2-core machine and times out."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  out = subprocess.run([sys.executable, "-c", _INIT_1024], env=env, capture_output=True, text=True,
-                       timeout=400, check=False)
+  out = subprocess.run([sys.executable, "-c", _INIT, "1024", "-1"], env=env, capture_output=True,
+                       text=True, timeout=400, check=False)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "initialized 0 (1024, 48)" in out.stdout
+
+
+def test_cpu_preset_learner_initializes_on_two_cpu_devices():
+  """The second hang: two CPU devices (128 envs each, the `cpu` preset's 256) ran their LAPACK
+  calls on the shared pool at once and hung with 128-matrix chunks; they finish with
+  `MULTI_DEVICE_CHUNK`."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  out = subprocess.run([sys.executable, "-c", _INIT, "256", "1"], env=env, capture_output=True,
+                       text=True, timeout=400, check=False)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "initialized 0 (256, 48)" in out.stdout

@@ -9,8 +9,9 @@ never finishes. MJX's `forward` factors the mass matrix and the Newton solver's 
 its open-source builds from 0.11.2 on.)
 
 `install()` re-registers the CPU lowerings of `cholesky` and `triangular_solve`: a batch of more
-than `CHUNK` matrices is handed to jaxlib's kernel in sequential chunks of `CHUNK` (a `lax.map`),
-each too small to be split over the pool. Measured on a 2-core CPU for 1024 18x18 solves: 3.9 ms
+than `chunk_size()` matrices (`CHUNK` with one CPU device, `MULTI_DEVICE_CHUNK` with several) is
+handed to jaxlib's kernel in sequential chunks of that size (a `lax.map`), each too small to be
+split over the pool. Measured on a 2-core CPU for 1024 18x18 solves: 3.9 ms
 chunked vs 2.2 ms split over both cores. GPU and TPU lowerings are untouched. Every vlajax import
 installs it (`vlajax/__init__.py`); `VLAJAX_JAXLIB_LINALG=1` keeps jaxlib's lowering.
 """
@@ -25,21 +26,31 @@ import numpy as np
 from jax._src.interpreters import mlir
 from jax._src.lax import linalg as lax_linalg
 
-CHUNK = 128  # matrices per LAPACK call (256 quadruped resets ran, 1024 hung)
+CHUNK = 128  # matrices per LAPACK call, one CPU device (256 quadruped resets ran, 1024 hung)
+# With several CPU devices (`--xla_force_host_platform_device_count`) their programs run on the one
+# pool at the same time: the `cpu` PPO preset on 2 devices (128 envs each) hung with 128, ran with 16.
+MULTI_DEVICE_CHUNK = 16
 _installed = False
 
 
-def chunked(fn, *operands):
+def chunk_size() -> int:
+  """Matrices per LAPACK call for this process's number of CPU devices."""
+  return CHUNK if len(jax.devices("cpu")) == 1 else MULTI_DEVICE_CHUNK
+
+
+def chunked(fn, *operands, chunk=None):
   """`fn(*operands)` for operands `f[..., r, c]` with equal batch shapes, computed over the
-  flattened batch in sequential chunks of `CHUNK` matrices (the last padded with identities)."""
+  flattened batch in sequential chunks of `chunk` matrices (default `chunk_size()`; the last
+  padded with identities)."""
+  chunk = chunk or chunk_size()
   batch_shape = operands[0].shape[:-2]
   flat = [jnp.reshape(x, (-1,) + x.shape[-2:]) for x in operands]
   size = flat[0].shape[0]
-  pad = -size % CHUNK
+  pad = -size % chunk
   if pad:
     flat = [jnp.concatenate([x, jnp.broadcast_to(jnp.eye(*x.shape[-2:], dtype=x.dtype),
                                                  (pad,) + x.shape[-2:])]) for x in flat]
-  chunks = [jnp.reshape(x, (-1, CHUNK) + x.shape[-2:]) for x in flat]
+  chunks = [jnp.reshape(x, (-1, chunk) + x.shape[-2:]) for x in flat]
   out = jax.lax.map(lambda xs: fn(*xs), chunks)
   out = jnp.reshape(out, (-1,) + out.shape[-2:])[:size]
   return jnp.reshape(out, batch_shape + out.shape[-2:])
@@ -62,13 +73,13 @@ def install() -> None:
                                     multiple_results=False)
 
   def cholesky_rule(ctx, operand):
-    if _batch_size(ctx.avals_in[0]) <= CHUNK:
+    if _batch_size(ctx.avals_in[0]) <= chunk_size():
       return jaxlib_cholesky(ctx, operand)
     return chunked_cholesky(ctx, operand)
 
   def solve_rule(ctx, a, b, **params):
     a_aval, b_aval = ctx.avals_in
-    if _batch_size(a_aval) <= CHUNK or a_aval.shape[:-2] != b_aval.shape[:-2]:
+    if _batch_size(a_aval) <= chunk_size() or a_aval.shape[:-2] != b_aval.shape[:-2]:
       return jaxlib_solve(ctx, a, b, **params)
     solve = functools.partial(lax_linalg.triangular_solve_p.bind, **params)
     return mlir.lower_fun(lambda a, b: chunked(solve, a, b), multiple_results=False)(ctx, a, b)
