@@ -16,7 +16,8 @@ NUM_STATES = 16
 SEED = 123
 # Successes of the scripted experts over the NUM_STATES initial states of SEED (measured; a
 # change that lowers one is a regression of the task or the expert).
-EXPECTED_SUCCESSES = {"arm_reach": 16, "arm_push_cube": 15, "arm_pick_cube": 15}
+EXPECTED_SUCCESSES = {"arm_reach": 16, "arm_push_cube": 15, "arm_pick_cube": 15,
+                      "tabletop_language": 14}
 
 
 def rollout(name, action_space="ee_delta"):

@@ -21,6 +21,7 @@ _ENVS: dict[str, str] = {
     "arm_reach": "vlajax.envs.manipulation.reach:ArmReach",
     "arm_push_cube": "vlajax.envs.manipulation.cube:ArmPushCube",
     "arm_pick_cube": "vlajax.envs.manipulation.cube:ArmPickCube",
+    "tabletop_language": "vlajax.envs.manipulation.tabletop_language:TabletopLanguage",
 }
 # Config presets applied before user overrides.
 _PRESETS: dict[str, dict[str, Any]] = {

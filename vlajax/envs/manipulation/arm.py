@@ -1,7 +1,8 @@
 """The tabletop arm scene shared by the manipulation tasks: model indices, action spaces, IK.
 
 Scene: `assets/arm_7dof.xml`, a 7-DoF arm with a parallel-jaw gripper (Franka Panda dimensions) on
-a table (the plane z = 0), one free cube and a mocap `target` marker. 50 Hz control
+a table (the plane z = 0), one free cube and a mocap `target` marker (`tabletop_language` builds a
+larger scene on it: `scene.py`). 50 Hz control
 (`ctrl_dt=0.02`) over 4 MJX substeps (`sim_dt=0.005`).
 
 Action spaces (`config.action_space`), every entry in [-1, 1]:
@@ -16,12 +17,15 @@ Action spaces (`config.action_space`), every entry in [-1, 1]:
 `info` of every task: `rng`, `step` (i32), `last_action` f32[A], `ctrl` f32[9] (the actuator
 targets: 7 joints in rad, 2 fingers in m), `target` f32[3] (the task's target or goal point; also
 `data.mocap_pos` of the marker, for cameras), `episode_success` is added by the episode wrapper.
+`obs["privileged_state"]` is `obs["state"]` followed by every free object's position (3 each),
+velocity (6 each) and `target`.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import mujoco
 import numpy as np
 from jax.scipy import linalg as jsp_linalg
 from mujoco import mjx
@@ -63,27 +67,32 @@ class ArmEnv(Env):
   """Base for the tabletop tasks: the scene, the action spaces, proprioception, IK, and the
   reset / step loop.
 
-  A task implements `sample_task(rng) -> (cube_pose f32[7], target f32[3], task_info)`,
-  `success(data, info) -> bool[]`, `reward_terms(data, info, action) -> {term: f32[]}` (weighted by
-  `config.reward_scales`) and `task_obs(data, info) -> f32[k]`; `update_task_info(data, info)`
-  may latch task variables after each step.
+  A task implements `sample_task(rng) -> (object_poses f32[n, 7], target f32[3], task_info)` (a
+  pose per free object of `OBJECTS`: position, quaternion), `success(data, info) -> bool[]`,
+  `reward_terms(data, info, action) -> {term: f32[]}` (weighted by `config.reward_scales`) and
+  `task_obs(data, info) -> f32[k]`; `update_task_info(data, info)` may latch task variables after
+  each step, `marker_positions(target, task_info) -> f32[nmocap, 3]` places the scene's mocap
+  bodies, and `focus_object(info) -> i32[]` names the object the task is about (the experts'
+  object) and `holds_object(info) -> bool[]` whether it ends held up.
   """
+
+  OBJECTS = ("cube",)   # the free joints of the scene's objects, in `sample_task`'s order
 
   def __init__(self, config: ml_collections.ConfigDict):
     if config.action_space not in ACTION_SPACES:
       raise ValueError(f"unknown action_space '{config.action_space}' (have: "
                        f"{', '.join(ACTION_SPACES)})")
-    mj_model = assets.load("arm_7dof")
+    mj_model = self.build_model(config)
     super().__init__(config, mj_model)
     m = mj_model
     self._arm_qpos = np.array([m.joint(j).qposadr[0] for j in ARM_JOINTS])
     self._arm_dofs = np.array([m.joint(j).dofadr[0] for j in ARM_JOINTS])
     self._finger_qpos = np.array([m.joint(j).qposadr[0] for j in FINGERS])
     self._cube_qpos = int(m.joint("cube").qposadr[0])
-    self._cube_dof = int(m.joint("cube").dofadr[0])
+    self._object_qpos = jnp.asarray([m.joint(j).qposadr[0] for j in self.OBJECTS], jnp.int32)
+    self._object_dofs = jnp.asarray([m.joint(j).dofadr[0] for j in self.OBJECTS], jnp.int32)
     self._grip_site = m.site("grip").id
     self._grip_body = int(m.site_bodyid[self._grip_site])
-    self._target_mocap = int(m.body_mocapid[m.body("target").id])
     self._pads = np.array([m.geom("pad_left").id, m.geom("pad_right").id])
     self._ctrl_low = jnp.asarray(m.actuator_ctrlrange[:, 0], jnp.float32)
     self._ctrl_high = jnp.asarray(m.actuator_ctrlrange[:, 1], jnp.float32)
@@ -93,6 +102,12 @@ class ArmEnv(Env):
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
     return arm_config()
+
+  @classmethod
+  def build_model(cls, config: ml_collections.ConfigDict) -> mujoco.MjModel:
+    """The scene's `MjModel` (the arm, the table, one cube, the target marker)."""
+    del config
+    return assets.load("arm_7dof")
 
   @property
   def action_size(self) -> int:
@@ -116,12 +131,27 @@ class ArmEnv(Env):
     del data
     return info
 
+  def marker_positions(self, target: jax.Array, task_info: dict) -> jax.Array:
+    """f32[nmocap, 3]: the mocap bodies' positions (here the one target marker)."""
+    del task_info
+    return target[None]
+
+  def focus_object(self, info: dict) -> jax.Array:
+    """i32[]: index into `OBJECTS` of the object the task is about."""
+    del info
+    return jnp.zeros((), jnp.int32)
+
+  def holds_object(self, info: dict) -> jax.Array:
+    """bool[]: the task ends holding the object up rather than setting it down."""
+    del info
+    return jnp.zeros((), bool)
+
   # -- reset / step -----------------------------------------------------------------------------
 
   def reset(self, rng: jax.Array) -> State:
     rng, k_task, k_arm = jax.random.split(rng, 3)
-    cube, target, task_info = self.sample_task(k_task)
-    data = self.initial_data(k_arm, cube, target)
+    objects, target, task_info = self.sample_task(k_task)
+    data = self.initial_data(k_arm, objects, self.marker_positions(target, task_info))
     info = {"rng": rng, "step": jnp.zeros((), jnp.int32),
             "last_action": jnp.zeros(self.action_size), "ctrl": data.ctrl, "target": target,
             **task_info}
@@ -146,25 +176,30 @@ class ArmEnv(Env):
   def _observe(self, data: mjx.Data, info: dict) -> dict[str, jax.Array]:
     state = jnp.concatenate([self.proprioception(data), info["last_action"],
                              self.task_obs(data, info)])
-    privileged = jnp.concatenate([state, self.cube_pos(data), self.cube_vel(data),
-                                  info["target"]])
+    n = len(self.OBJECTS)
+    positions = jnp.stack([self.object_pos(data, i) for i in range(n)]).reshape(-1)
+    velocities = jnp.stack([self.object_vel(data, i) for i in range(n)]).reshape(-1)
+    privileged = jnp.concatenate([state, positions, velocities, info["target"]])
     return {"state": state, "privileged_state": privileged}
 
   # -- reset helpers ----------------------------------------------------------------------------
 
-  def initial_data(self, rng: jax.Array, cube_pose: jax.Array, target: jax.Array) -> mjx.Data:
-    """Home pose plus uniform joint noise, gripper open, the cube at `cube_pose` f32[7] (position,
-    quaternion) and the target marker at `target` f32[3]; forward kinematics done."""
+  def initial_data(self, rng: jax.Array, object_poses: jax.Array,
+                   marker_positions: jax.Array) -> mjx.Data:
+    """Home pose plus uniform joint noise, gripper open, the objects at `object_poses`
+    f32[n, 7] (position, quaternion) and the mocap bodies at `marker_positions` f32[nmocap, 3];
+    forward kinematics done."""
     noise = self.config.init_joint_noise
     arm_q = self._home + jax.random.uniform(rng, (7,), minval=-noise, maxval=noise)
     arm_q = jnp.clip(arm_q, self._ctrl_low[:7], self._ctrl_high[:7])
     qpos = self._qpos0.at[self._arm_qpos].set(arm_q)
     qpos = qpos.at[self._finger_qpos].set(FINGER_OPEN)
-    qpos = qpos.at[self._cube_qpos:self._cube_qpos + 7].set(cube_pose)
+    slots = self._object_qpos[:, None] + jnp.arange(7)
+    qpos = qpos.at[slots].set(object_poses)
     ctrl = jnp.concatenate([arm_q, jnp.full((2,), FINGER_OPEN)])
     data = self.make_data()
     data = data.replace(qpos=qpos, qvel=jnp.zeros_like(data.qvel), ctrl=ctrl,
-                        mocap_pos=data.mocap_pos.at[self._target_mocap].set(target))
+                        mocap_pos=marker_positions)
     return mjx.forward(self.mjx_model, data)
 
   # -- actions ----------------------------------------------------------------------------------
@@ -216,20 +251,34 @@ class ArmEnv(Env):
     """f32[]: distance between the fingers (m; 0.08 open, 0 closed)."""
     return jnp.sum(data.qpos[self._finger_qpos])
 
-  def cube_pos(self, data: mjx.Data) -> jax.Array:
-    return data.qpos[self._cube_qpos:self._cube_qpos + 3]
+  def object_pos(self, data: mjx.Data, index) -> jax.Array:
+    """f32[3]: position of object `index` of `OBJECTS` (an int or an i32[] tracer)."""
+    return jax.lax.dynamic_slice(data.qpos, (self._object_qpos[index],), (3,))
 
-  def cube_quat(self, data: mjx.Data) -> jax.Array:
-    return data.qpos[self._cube_qpos + 3:self._cube_qpos + 7]
+  def object_quat(self, data: mjx.Data, index) -> jax.Array:
+    return jax.lax.dynamic_slice(data.qpos, (self._object_qpos[index] + 3,), (4,))
 
-  def cube_yaw(self, data: mjx.Data) -> jax.Array:
-    """f32[]: the cube's rotation about z (rad), assuming it rests on a face."""
-    w, x, y, z = self.cube_quat(data)
+  def object_yaw(self, data: mjx.Data, index) -> jax.Array:
+    """f32[]: the object's rotation about z (rad), assuming it rests on a face."""
+    w, x, y, z = self.object_quat(data, index)
     return jnp.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
+  def object_vel(self, data: mjx.Data, index) -> jax.Array:
+    """f32[6]: the object's linear (world) and angular velocity."""
+    return jax.lax.dynamic_slice(data.qvel, (self._object_dofs[index],), (6,))
+
+  def cube_pos(self, data: mjx.Data) -> jax.Array:
+    """f32[3]: the position of the scene's first object, "cube"."""
+    return self.object_pos(data, 0)
+
+  def cube_quat(self, data: mjx.Data) -> jax.Array:
+    return self.object_quat(data, 0)
+
+  def cube_yaw(self, data: mjx.Data) -> jax.Array:
+    return self.object_yaw(data, 0)
+
   def cube_vel(self, data: mjx.Data) -> jax.Array:
-    """f32[6]: the cube's linear (world) and angular velocity."""
-    return data.qvel[self._cube_dof:self._cube_dof + 6]
+    return self.object_vel(data, 0)
 
   def proprioception(self, data: mjx.Data) -> jax.Array:
     """f32[18]: arm joint angles (7), joint velocities (7), gripper opening (1), tool point (3)."""
@@ -237,9 +286,10 @@ class ArmEnv(Env):
                             self.gripper_opening(data)[None], self.grip_pos(data)])
 
   def unstable(self, data: mjx.Data) -> jax.Array:
-    """bool[]: non-finite physics or the cube off the table."""
+    """bool[]: non-finite physics or an object off the table."""
     bad = ~jnp.all(jnp.isfinite(data.qpos)) | ~jnp.all(jnp.isfinite(data.qvel))
-    return bad | (self.cube_pos(data)[2] < -0.05)
+    heights = data.qpos[self._object_qpos + 2]
+    return bad | jnp.any(heights < -0.05)
 
 
 def cube_pose(xy: jax.Array, yaw: jax.Array) -> jax.Array:

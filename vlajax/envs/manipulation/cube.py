@@ -72,7 +72,7 @@ class CubeTask(arm.ArmEnv):
     goal_xy = xy + distance * jnp.array([jnp.cos(heading), jnp.sin(heading)])
     goal_xy = jnp.clip(goal_xy, jnp.asarray(cfg.goal_low), jnp.asarray(cfg.goal_high))
     goal = jnp.concatenate([goal_xy, jnp.zeros(1)])
-    return arm.cube_pose(xy, yaw), goal, {"lifted": jnp.zeros((), bool)}
+    return arm.cube_pose(xy, yaw)[None], goal, {"lifted": jnp.zeros((), bool)}
 
   # -- predicates -------------------------------------------------------------------------------
 

@@ -12,6 +12,12 @@ target deltas through the env's IK.
                  the cube leaves the line.
   arm_pick_cube  hover above the cube with the yaw aligned to its faces, descend, close; carry at
                  12 cm to above the goal, lower, open once the cube rests; back up.
+  tabletop_language  the instructed cube: "pick" grasps as above and holds it at 12 cm, "place"
+                 puts it on the plate as above, "push" pushes it past the goal point.
+
+The plans act on the task's `focus_object(info)` and its goal `info["target"]`, and ask the task
+`in_goal(data, info)` (set down where it belongs) and `holds_object(info)` (the task ends holding
+the object up).
 
 Success rates over fixed seeded initial states are in tests/test_envs_manipulation.py and
 BENCHMARKS.md.
@@ -28,6 +34,7 @@ from vlajax.envs.base import State
 from vlajax.envs.manipulation import arm
 from vlajax.envs.manipulation.cube import CubeTask, wrap_quarter_turn
 from vlajax.envs.manipulation.reach import ArmReach
+from vlajax.envs.manipulation.tabletop_language import TabletopLanguage
 
 POSITION_GAIN = 0.6     # fraction of the waypoint error commanded per step (before clipping)
 ROTATION_GAIN = 0.5
@@ -44,6 +51,8 @@ def make_expert(env) -> Callable[[State], jax.Array]:
   task = env.unwrapped
   if isinstance(task, ArmReach):
     plan = _reach_plan
+  elif isinstance(task, TabletopLanguage):
+    plan = _language_plan
   elif isinstance(task, CubeTask):
     plan = _pick_plan if task.PICK else _push_plan
   else:
@@ -94,9 +103,16 @@ def _reach_plan(task: ArmReach, state: State):
   return state.info["target"], jnp.zeros(()), jnp.asarray(OPEN), jnp.asarray(1.0)
 
 
+def _focus(task: arm.ArmEnv, state: State) -> tuple[jax.Array, jax.Array]:
+  """The position f32[3] and yaw f32[] of the object the task is about."""
+  index = task.focus_object(state.info)
+  return task.object_pos(state.data, index), task.object_yaw(state.data, index)
+
+
 def _push_plan(task: CubeTask, state: State):
   data = state.data
-  grip, cube, goal = task.grip_pos(data), task.cube_pos(data), state.info["target"]
+  grip, goal = task.grip_pos(data), state.info["target"]
+  cube, _ = _focus(task, state)
   line = goal[:2] - cube[:2]
   u = line / jnp.maximum(jnp.linalg.norm(line), 1e-6)
   rel = grip[:2] - cube[:2]
@@ -117,8 +133,9 @@ def _push_plan(task: CubeTask, state: State):
 
 def _pick_plan(task: CubeTask, state: State):
   data, info = state.data, state.info
-  grip, cube, goal = task.grip_pos(data), task.cube_pos(data), info["target"]
-  yaw = task.grip_yaw(data) + wrap_quarter_turn(task.cube_yaw(data) - task.grip_yaw(data))
+  grip, goal = task.grip_pos(data), info["target"]
+  cube, cube_yaw = _focus(task, state)
+  yaw = task.grip_yaw(data) + wrap_quarter_turn(cube_yaw - task.grip_yaw(data))
   xy_error = jnp.linalg.norm(grip[:2] - cube[:2])
   height = cube[2] - grip[2]
   held = ((task.gripper_opening(data) < 2 * arm.CUBE_HALF + 0.004) & (xy_error < 0.025)
@@ -130,8 +147,9 @@ def _pick_plan(task: CubeTask, state: State):
   low = grip[2] < GRASP_HEIGHT + 0.006
   approach = jnp.append(cube[:2], jnp.where(aligned, GRASP_HEIGHT, HOVER))
   approach_grip = jnp.where(aligned & low, CLOSED, OPEN)
-  # Holding it: up to the carry height, over the goal, down; open once it rests.
-  over_goal = jnp.linalg.norm(cube[:2] - goal[:2]) < 0.01
+  # Holding it: up to the carry height, over the goal, down; open once it rests (or, when the
+  # task ends holding it, stay up there).
+  over_goal = (jnp.linalg.norm(cube[:2] - goal[:2]) < 0.01) & ~task.holds_object(info)
   raised = cube[2] > CARRY - 0.03
   carry = jnp.where(over_goal, jnp.append(goal[:2], GRASP_HEIGHT + 0.002),
           jnp.where(raised, jnp.append(goal[:2], CARRY), jnp.append(grip[:2], CARRY)))
@@ -144,3 +162,9 @@ def _pick_plan(task: CubeTask, state: State):
   yaw = jnp.where(held, task.grip_yaw(data), yaw)      # holding it: no turning
   gripper = jnp.where(placed & ~held, OPEN, jnp.where(held, carry_grip, approach_grip))
   return waypoint, yaw, gripper, jnp.where(held, CARRY_SPEED, 1.0)
+
+
+def _language_plan(task: TabletopLanguage, state: State):
+  push, pick = _push_plan(task, state), _pick_plan(task, state)
+  pushing = task.family_is(state.info, "push")
+  return tuple(jnp.where(pushing, a, b) for a, b in zip(push, pick))

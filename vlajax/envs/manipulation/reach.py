@@ -35,7 +35,7 @@ class ArmReach(arm.ArmEnv):
     target = jax.random.uniform(rng, (3,), minval=jnp.asarray(self.config.target_low),
                                 maxval=jnp.asarray(self.config.target_high))
     cube = arm.cube_pose(jnp.array([0.2, 0.45]), jnp.zeros(()))   # parked out of the way
-    return cube, target, {}
+    return cube[None], target, {}
 
   def distance(self, data: mjx.Data, info: dict) -> jax.Array:
     return jnp.linalg.norm(info["target"] - self.grip_pos(data))
