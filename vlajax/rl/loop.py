@@ -229,17 +229,17 @@ def validate_batching(section: str, config: ml_collections.ConfigDict, num_devic
 
 
 def deterministic_policy(distribution: Callable, params, stats, normalize: bool, obs_key: str,
-                         env, run_config: dict, step: int):
+                         env, run_config: dict, step: int, obs_clip: float | None = 10.0):
   """A loader's `(policy, info)` for a tanh-Gaussian actor: `policy(obs) -> f32[..., A]` in [-1, 1]
   is the jitted mode `tanh(mean)` of `distribution(params, obs_dict) -> (mean, std)`, with the
-  observation normalized by `stats` when `normalize`; it takes the env's observation dict
+  observation normalized by `stats` (clipped to +-`obs_clip`) when `normalize`; it takes the env's observation dict
   (unbatched or batched) and checks `obs_key` and its shape. `info` holds `config`, `step`,
   `obs_key`, `observation_size`, `action_size`."""
   @jax.jit
   def act(obs: jax.Array) -> jax.Array:
     obs = {obs_key: obs}
     if normalize:
-      obs = running_stats.normalize(stats, obs)
+      obs = running_stats.normalize(stats, obs, clip=obs_clip)
     mean, _ = distribution(params, obs)
     return dist.mode(mean)
 

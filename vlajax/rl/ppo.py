@@ -71,6 +71,7 @@ def default_config() -> ml_collections.ConfigDict:
       # with the rollout (the ratio starts at 1; normalizer drift is not clipped).
       "behaviour_log_prob": "rollout",
       "normalize_observations": True,
+      "obs_clip": 10.0,            # normalized observations clipped to +-obs_clip; 0: no clip (brax)
       "bootstrap_on_timeout": True,
       "reset_refresh": -1,         # auto-reset pool redrawn every N env steps; < 0: unroll_length
       "reward_scaling": 1.0,
@@ -259,7 +260,7 @@ class Learner:
   def _normalize(self, stats, obs):
     if not self.config.normalize_observations:
       return obs
-    return running_stats.normalize(stats, obs)
+    return running_stats.normalize(stats, obs, clip=self.config.get("obs_clip", 10.0))
 
   def policy_fn(self, params: dict, stats, obs: dict, rng: jax.Array | None = None):
     """Action f32[..., A] in [-1, 1]: a sample, or the mode when `rng` is None."""
@@ -487,4 +488,5 @@ def load_policy(path, step: int | None = None):
   checkpointer.close()
   return loop.deterministic_policy(networks.distribution,
                                   {"policy": restored["params"]["policy"]}, restored["obs_stats"],
-                                  config.normalize_observations, obs_key, env, run_config, step)
+                                  config.normalize_observations, obs_key, env, run_config, step,
+                                  obs_clip=config.get("obs_clip", 10.0))

@@ -43,12 +43,14 @@ def update(stats: RunningStats, batch: dict[str, jax.Array]) -> RunningStats:
   return RunningStats(mean=mean, var=var, count=total)
 
 
-def normalize(stats: RunningStats, obs: dict[str, jax.Array], clip: float = 10.0) -> dict:
-  """(obs − mean) / std, clipped to ±clip; keys absent from `stats` pass through."""
+def normalize(stats: RunningStats, obs: dict[str, jax.Array], clip: float | None = 10.0) -> dict:
+  """(obs − mean) / std, clipped to ±clip (not clipped when `clip` is None or <= 0, as brax's
+  normalizer); keys absent from `stats` pass through."""
   out = dict(obs)
   for key, mean in stats.mean.items():
     if key not in obs:
       continue
     std = jnp.sqrt(stats.var[key] + 1e-8)
-    out[key] = jnp.clip((obs[key] - mean) / std, -clip, clip)
+    scaled = (obs[key] - mean) / std
+    out[key] = jnp.clip(scaled, -clip, clip) if clip and clip > 0 else scaled
   return out
