@@ -24,6 +24,7 @@ state; ours from a pool of fresh draws (new key, new DR draw) redrawn once per r
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
 import json
 import time
@@ -34,6 +35,7 @@ import numpy as np
 
 from vlajax import envs
 from vlajax.core import mesh as mesh_lib
+from vlajax.core.config import apply_overrides
 from vlajax.envs import brax_adapter, wrappers
 from vlajax.rl import ppo
 from progress_log import log
@@ -70,8 +72,12 @@ def raw_throughput(env, num_envs: int, steps: int) -> float:
   return num_envs * steps / (time.perf_counter() - tic)
 
 
-def make_ours(env, hp: dict, iterations: int) -> ppo.Learner:
-  return ppo.Learner(env, ours_config(hp, iterations), mesh_lib.make_mesh({"data": -1}))
+def make_ours(env, hp: dict, iterations: int, overrides: str = "") -> ppo.Learner:
+  """Our learner at `hp`, with `overrides` ("key=value,..." of `vlajax.rl.ppo` config keys)."""
+  assignments = dict(item.split("=", 1) for item in filter(None, overrides.split(",")))
+  config = apply_overrides(ours_config(hp, iterations),
+                           {k: ast.literal_eval(v) for k, v in assignments.items()}, where="ppo")
+  return ppo.Learner(env, config, mesh_lib.make_mesh({"data": -1}))
 
 
 def ours_config(hp: dict, iterations: int):
@@ -164,6 +170,10 @@ def main():
   parser.add_argument("--episode_length", type=int, default=1000)
   parser.add_argument("--hidden", default="128,128")
   parser.add_argument("--eval_envs", type=int, default=16)
+  parser.add_argument("--ours_overrides", default="",
+                      help="'key=value,...' overrides of our PPO config, e.g. 'obs_clip=0'")
+  parser.add_argument("--skip_brax", action="store_true",
+                      help="ours only (a screen; the comparison needs brax in the same run)")
   args = parser.parse_args()
   hidden = tuple(int(h) for h in args.hidden.split(","))
   results = {"device": str(jax.devices()[0].device_kind), "num_devices": jax.device_count(),
@@ -174,10 +184,13 @@ def main():
               epochs=args.epochs, lr=3e-4, entropy=1e-2, gamma=0.97, hidden=hidden,
               episode_length=args.episode_length, eval_envs=args.eval_envs,
               value_obs_key="privileged_state" if name != "reacher" else "state")
-    learner = make_ours(ours_env, hp, args.iterations)
+    learner = make_ours(ours_env, hp, args.iterations, args.ours_overrides)
     ours_runs = [run_ours(learner, hp, args.iterations, seed, args.iterations // args.brax_epochs)
                  for seed in range(args.seeds)]
-    print(json.dumps({name: {"ours": ours_runs}}, default=float), flush=True)
+    print(json.dumps({name: {"ours": ours_runs, "ours_overrides": args.ours_overrides}},
+                     default=float), flush=True)
+    if args.skip_brax:
+      continue
     brax_runs = [run_brax(brax_env, hp, args.iterations, args.brax_epochs, seed)
                  for seed in range(args.seeds)]
     print(json.dumps({name: {"brax": brax_runs}},

@@ -4,10 +4,17 @@
 repeating the last action past the end and marking those steps invalid (so they never train).
 ``TemporalEnsemble`` (pure functions on a small state) averages the overlapping predictions of
 consecutive chunks for the current step with weights ``exp(-alpha * i)``.
+
+``replan_every_k`` and ``temporal_ensemble`` turn a batched chunk policy
+``chunk_fn(obs, rng) -> f32[B, H, A]`` into a per-step ``act(carry, obs, rng) -> (action, carry)``
+(the protocol of ``vlajax.envs.rollout``), jittable, for closed-loop evaluation.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import flax
+import jax
 import jax.numpy as jnp
 
 
@@ -48,3 +55,47 @@ def ensemble_step(state: EnsembleState, chunk: jnp.ndarray, alpha: float = 0.01,
   weights = jnp.where(valid, jnp.exp(-alpha * rank), 0.0)
   action = jnp.sum(weights[:, None] * for_now, axis=0) / jnp.sum(weights)
   return EnsembleState(preds, valid), action
+
+
+def replan_every_k(chunk_fn: Callable[[dict, jax.Array], jax.Array], horizon: int,
+                   execute: int) -> tuple[Act, Callable[[int, int], Any]]:
+  """Executes the first `execute` actions of each `horizon`-step chunk, then replans (all envs of
+  the batch replan on the same steps, so the chunk is computed only then). Returns `(act,
+  init_carry)` with `init_carry(num_envs, action_size)`."""
+  if not 1 <= execute <= horizon:
+    raise ValueError(f"execute ({execute}) must be in 1..horizon ({horizon})")
+
+  def act(carry, obs, rng):
+    chunk, index = carry
+    chunk = jax.lax.cond(index % execute == 0, lambda: _checked(chunk_fn(obs, rng), chunk),
+                         lambda: chunk)
+    return chunk[:, index % execute], (chunk, index + 1)
+
+  def init_carry(num_envs: int, action_size: int):
+    return jnp.zeros((num_envs, horizon, action_size)), jnp.zeros((), jnp.int32)
+  return act, init_carry
+
+
+def temporal_ensemble(chunk_fn: Callable[[dict, jax.Array], jax.Array], horizon: int,
+                      alpha: float = 0.01, oldest_first: bool = True
+                      ) -> tuple[Act, Callable[[int, int], Any]]:
+  """ACT's temporal ensembling: a new chunk every step, the executed action the weighted mean of
+  every stored chunk's prediction for this step (`policies.ensemble_step`). Returns
+  `(act, init_carry)`."""
+  step = jax.vmap(lambda s, c: ensemble_step(s, c, alpha, oldest_first))
+
+  def act(carry, obs, rng):
+    chunk = chunk_fn(obs, rng)
+    carry, action = step(carry, _checked(chunk, carry.predictions[:, 0]))
+    return action, carry
+
+  def init_carry(num_envs: int, action_size: int):
+    return jax.vmap(lambda _: ensemble_init(horizon, action_size))(jnp.arange(num_envs))
+  return act, init_carry
+
+
+def _checked(chunk: jax.Array, like: jax.Array) -> jax.Array:
+  if chunk.shape != like.shape:
+    raise ValueError(f"chunk policy returned shape {tuple(chunk.shape)}, expected "
+                     f"{tuple(like.shape)} (num_envs, horizon, action_size)")
+  return chunk

@@ -1,9 +1,10 @@
-"""One evaluation episode of a batch of fresh envs under a (possibly stateful) policy.
+"""RL evaluation: one episode of a batch of fresh envs under a (possibly stateful) policy, averaged.
 
 `act(carry, obs, rng) -> (action f32[B, A], carry)` lets planners carry a warm start between control
-steps. Each env runs until its first `done` (or the episode length); later steps are not counted.
-Returns the mean `eval/episode_return`, `eval/episode_length` and, for every env metric (reward
-terms `reward/<term>`, tracking errors, ...), its per-step mean over each env's episode `eval/<name>`.
+steps. The episodes are `vlajax.envs.rollout.rollout`'s (each env counts until its first `done` or
+the episode length). Returns the mean `eval/episode_return`, `eval/episode_length`, and for every env
+metric (reward terms `reward/<term>`, tracking errors, success, ...) its per-step mean over each
+env's episode `eval/<name>`; envs with a success signal also give `eval/success_rate`.
 """
 from __future__ import annotations
 
@@ -12,33 +13,21 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from vlajax.envs import wrappers
+from vlajax.envs import rollout as rollout_lib
 
 
 def make_eval_env(env, episode_length: int, action_repeat: int = 1):
-  return wrappers.VmapWrapper(wrappers.EpisodeWrapper(env, episode_length, action_repeat))
+  return rollout_lib.make_batched_env(env, episode_length, action_repeat)
 
 
 def evaluate(eval_env, act: Callable, carry: Any, rng: jax.Array, num_envs: int,
              episode_length: int) -> dict:
   k_reset, k_act = jax.random.split(rng)
-  env_state = eval_env.reset(jax.random.split(k_reset, num_envs))
-
-  def step(loop_carry, key):
-    env_state, policy_carry, alive, ret, length, terms = loop_carry
-    action, policy_carry = act(policy_carry, env_state.obs, key)
-    env_state = eval_env.step(env_state, action)
-    ret = ret + alive * env_state.reward
-    length = length + alive
-    terms = {k: terms[k] + alive * env_state.metrics[k] for k in terms}
-    alive = alive * (1.0 - env_state.done)
-    return (env_state, policy_carry, alive, ret, length, terms), None
-
-  zeros = jnp.zeros((num_envs,))
-  terms = {k: zeros for k in env_state.metrics}
-  init = (env_state, carry, jnp.ones((num_envs,)), zeros, zeros, terms)
-  (_, _, _, ret, length, terms), _ = jax.lax.scan(step, init, jax.random.split(k_act, episode_length))
-  out = {"eval/episode_return": jnp.mean(ret), "eval/episode_length": jnp.mean(length)}
-  out.update({f"eval/{k}": jnp.mean(v / jnp.maximum(length, 1.0)) for k, v in terms.items()})
+  episodes = rollout_lib.rollout(eval_env, act, carry, jax.random.split(k_reset, num_envs),
+                                 episode_length, k_act)
+  out = {"eval/episode_return": jnp.mean(episodes.episode_return),
+         "eval/episode_length": jnp.mean(episodes.length.astype(jnp.float32))}
+  out.update({f"eval/{k}": jnp.mean(v) for k, v in episodes.metrics.items()})
+  if "success" in episodes.metrics:
+    out["eval/success_rate"] = jnp.mean(episodes.success.astype(jnp.float32))
   return out
-
