@@ -31,8 +31,11 @@ def test_reset_draws_from_the_split_and_lays_out_the_scene(env):
   plates = np.asarray(state.info["plates"])                                  # [64, 2, 3]
   things = np.concatenate([cubes[..., :2], plates[..., :2]], 1)
   gaps = np.linalg.norm(things[:, :, None] - things[:, None], axis=-1) + 9 * np.eye(6)
-  assert gaps.min() > 0.08                       # one grid cell each, jitter +-2 cm
-  np.testing.assert_allclose(cubes[..., 2], arm.CUBE_HALF, atol=1e-6)
+  assert gaps.min() > 0.065        # one grid cell each (13 cm), jitter +-2 cm, DR offset +-1 cm
+  # Resting on the table at the episode's DR half-size.
+  np.testing.assert_allclose(cubes[..., 2],
+                             arm.CUBE_HALF * np.asarray(state.info["dr"]["object_size_scale"]),
+                             atol=1e-6)
   # The plates' mocap bodies are where info says; the target marker is invisible.
   np.testing.assert_allclose(np.asarray(state.data.mocap_pos)[:, 1:], plates, atol=1e-6)
   assert np.all(env.mj_model.geom_rgba[env.mj_model.geom("target").id] == 0)

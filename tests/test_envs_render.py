@@ -25,6 +25,7 @@ from mujoco import mjx
 from vlajax.envs import assets, backend, randomization, render, wrappers
 from vlajax.envs.base import State
 from vlajax.envs.camera_wrapper import CameraWrapper
+from vlajax.envs.manipulation import randomization as arm_dr
 
 pytestmark = pytest.mark.skipif(os.environ.get("VLAJAX_RENDER_TESTS") != "1",
                                 reason="run in a fresh process by test_envs_render_isolated.py")
@@ -122,6 +123,31 @@ def test_camera_light_randomization_fields(renderer, mj_model, data):
   for image in images:
     assert np.abs(image.astype(int) - nominal.astype(int)).max() > 30
   assert np.abs(images[0].astype(int) - images[1].astype(int)).max() > 30
+
+
+def test_arm_visual_randomization_changes_pixels(renderer, mj_model, data):
+  """The arm tasks' visual DR (`manipulation.randomization.visual_overrides`, vmapped over keys)
+  renders: every env differs from the nominal picture and from the others; colour-only draws
+  (camera and lights held) change the cube's and the table's pixels."""
+  mjx_model = mjx.put_model(mj_model)
+  targets = arm_dr.VisualTargets.from_model(mj_model, ("cube",))
+  keys = jax.random.split(jax.random.PRNGKey(1), 2)
+  fields = jax.vmap(lambda k: arm_dr.visual_overrides(mjx_model, k, targets))(keys)
+  nominal = renderer.render(data, size=32)["primary"]
+  images = renderer.render(_batch(data, 2), size=32, overrides=fields)["primary"]
+  for image in images:
+    assert np.abs(image.astype(int) - nominal.astype(int)).max() > 30
+  assert np.abs(images[0].astype(int) - images[1].astype(int)).max() > 30
+  colours_only = arm_dr.default_visual_config()
+  for name in ("cam_pos_offset", "cam_rot_deg", "light_pos_offset"):
+    colours_only[name] = (0.0, 0.0)
+  colours_only.light_intensity_scale = colours_only.light_tint = (1.0, 1.0)
+  colours_only.table_rgb_scale = (0.5, 0.5)
+  recoloured = arm_dr.visual_overrides(mjx_model, keys[0], targets, colours_only)
+  assert set(recoloured) >= {"geom_rgba", "mat_rgba"}
+  image = renderer.render(data, size=32, overrides=recoloured)["primary"]
+  darker = image.astype(int).sum(-1) < nominal.astype(int).sum(-1) - 30
+  assert darker.mean() > 0.2        # the table (most of the picture) is half as bright
 
 
 def test_bad_input_errors(renderer, mj_model, data):

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import ml_collections
 from flax import struct
 
+from vlajax.envs.base import supports_dr
+
 Ranges = dict[str, jax.Array]  # field -> f32[2, ...] (low, high)
 
 
@@ -174,7 +176,7 @@ def initial_state(cfg: ml_collections.ConfigDict | None, env) -> ADRState | None
   validated with concrete values."""
   if cfg is None or not cfg.enabled:
     return None
-  if not hasattr(env, "default_dr_ranges"):
+  if not supports_dr(env):
     raise ValueError(f"adr.enabled is set but {type(env).__name__} has no domain randomization")
   if not cfg.get("performance_metric"):
     raise ValueError("adr.performance_metric must name an env metric (e.g. "

@@ -10,11 +10,15 @@ Shapes for one (unbatched) env: `obs[k]: f32[obs_size[k]]`, `reward: f32[]`, `do
 Physics runs on the backend `config.impl` names, "jax" (default) or "warp" (see
 `vlajax.envs.backend`: Warp's capacities `naconmax_per_env` / `njmax`, and how the batch size reaches
 `make_data`). Envs build their initial `mjx.Data` with `self.make_data()`.
+
+Domain randomization (DR): an env that draws DR parameters per episode implements the `Randomized`
+protocol (`default_dr_ranges()`, `reset(rng, dr_ranges=None)`; `supports_dr(env)` tells); one whose
+model-level draws can also run as brax's `randomization_fn` implements `BraxRandomized`.
 """
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +41,41 @@ class State:
   done: jax.Array
   metrics: dict[str, jax.Array]
   info: dict[str, Any]
+
+
+@runtime_checkable
+class Randomized(Protocol):
+  """An env with domain randomization: ranges `{field: f32[2, ...]}` (low, high) in
+  `State.info["dr_ranges"]`, draws in `State.info["dr"]`, re-drawn at every reset."""
+
+  def default_dr_ranges(self) -> dict[str, jax.Array]:
+    """The config's DR ranges, `{field: f32[2, ...]}`."""
+
+  def reset(self, rng: jax.Array, dr_ranges: dict[str, jax.Array] | None = None) -> State:
+    """A fresh state whose DR draw comes from `dr_ranges` (default: `default_dr_ranges()`)."""
+
+
+@runtime_checkable
+class BraxRandomized(Protocol):
+  """An env whose model-level DR can run as brax's `randomization_fn(sys, rng) -> (sys, in_axes)`
+  (`vlajax.envs.brax_adapter`)."""
+
+  def brax_randomization_fn(self, ranges: dict[str, jax.Array] | None = None
+                            ) -> Callable[[mjx.Model, jax.Array], tuple[mjx.Model, mjx.Model]]:
+    """brax-style randomization of the model fields drawn from `ranges` (default: the config's)."""
+
+
+def supports_dr(env: Any) -> bool:
+  """True when `env` (or the env a wrapper forwards to) implements `Randomized`."""
+  return isinstance(env, Randomized)
+
+
+def dr_enabled(env: Any) -> bool:
+  """True when `env` supports DR and its config has it switched on (`randomization.enabled`)."""
+  if not supports_dr(env):
+    return False
+  section = getattr(getattr(env, "config", None), "randomization", None)
+  return section is not None and bool(section.get("enabled", True))
 
 
 class Env(abc.ABC):

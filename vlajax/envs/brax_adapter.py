@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from brax.envs import base as brax_base
 
-from vlajax.envs.base import State
+from vlajax.envs.base import BraxRandomized, State, dr_enabled
 
 
 class BraxEnv(brax_base.Env):
@@ -25,10 +25,7 @@ class BraxEnv(brax_base.Env):
 
   def __init__(self, env):
     self._env = env
-    if getattr(env.config, "randomization", None) is not None and hasattr(env, "targets"):
-      self._randomized = bool(env.config.randomization.enabled)
-    else:
-      self._randomized = False
+    self._randomized = isinstance(env, BraxRandomized) and dr_enabled(env)
 
   def reset(self, rng: jax.Array) -> brax_base.State:
     return _to_brax_state(self._env.reset(rng))
@@ -85,13 +82,12 @@ def randomization_fn(env, ranges=None):
 
   Pass it to brax's `ppo.train(..., randomization_fn=...)`. To avoid randomizing twice, build the
   env with `randomization.enabled=False` (then latency, noise and pushes are off as well).
+  `ranges` default to the env's config ranges (`env.brax_randomization_fn(None)`).
   """
-  from vlajax.envs import randomization  # pylint: disable=import-outside-toplevel
-  if not hasattr(env, "targets"):
-    raise ValueError(f"{type(env).__name__} has no domain randomization targets")
-  if ranges is None:
-    ranges = randomization.ranges_from_config(env.config.randomization)
-  return randomization.brax_randomization_fn(env.targets, ranges)
+  if not isinstance(env, BraxRandomized):
+    raise ValueError(f"{type(env).__name__} has no brax-style domain randomization "
+                     "(brax_randomization_fn)")
+  return env.brax_randomization_fn(ranges)
 
 
 class FromBrax:

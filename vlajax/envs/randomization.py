@@ -123,15 +123,7 @@ class Targets:
     if body < 0:
       raise KeyError(f"DR target body '{torso_body}' not found in the model")
     dofs = mj_model.jnt_dofadr[mj_model.actuator_trnid[:, 0]]
-    nbody = mj_model.nbody
-    subtree = np.zeros((nbody, nbody), np.float32)
-    for child in range(nbody):
-      b = child
-      while True:
-        subtree[b, child] = 1.0
-        if b == 0:
-          break
-        b = int(mj_model.body_parentid[b])
+    subtree = subtree_matrix(mj_model)
     return cls(floor_geom=int(geom), torso_body=int(body), dofs=np.asarray(dofs, np.int32),
                subtree=subtree, dof_body=np.asarray(mj_model.dof_bodyid, np.int32),
                nominal_floor_friction=float(mj_model.geom_friction[geom, 0]),
@@ -148,34 +140,63 @@ class Targets:
 
 # -- ranges ----------------------------------------------------------------------------------------
 
-def ranges_from_config(cfg: ml_collections.ConfigDict) -> Ranges:
-  """`{field: f32[2]}` from a `randomization` config section; checks every range."""
-  missing = [f for f in FIELDS if f not in cfg]
+def subtree_matrix(mj_model: mujoco.MjModel) -> np.ndarray:
+  """f32[nbody, nbody]: `subtree[b, c] = 1` if body c is in body b's subtree (b itself included)."""
+  nbody = mj_model.nbody
+  subtree = np.zeros((nbody, nbody), np.float32)
+  for child in range(nbody):
+    b = child
+    while True:
+      subtree[b, child] = 1.0
+      if b == 0:
+        break
+      b = int(mj_model.body_parentid[b])
+  return subtree
+
+
+def config_ranges(cfg: ml_collections.ConfigDict, fields: tuple[str, ...],
+                  section: str = "randomization") -> Ranges:
+  """`{field: f32[2]}` for `fields` of a config section; each must be (low, high) with low <= high.
+  Errors name `section.field`."""
+  missing = [f for f in fields if f not in cfg]
   if missing:
-    raise KeyError(f"randomization config lacks field(s) {missing} (needs {list(FIELDS)})")
+    raise KeyError(f"{section} config lacks field(s) {missing} (needs {list(fields)})")
   ranges = {}
-  for field in FIELDS:
+  for field in fields:
     value = np.asarray(cfg[field], np.float32)
     if value.shape != (2,):
-      raise ValueError(f"randomization.{field} must be (low, high), got {cfg[field]!r}")
+      raise ValueError(f"{section}.{field} must be (low, high), got {cfg[field]!r}")
     if value[0] > value[1]:
-      raise ValueError(f"randomization.{field}: low {value[0]} > high {value[1]}")
+      raise ValueError(f"{section}.{field}: low {value[0]} > high {value[1]}")
     ranges[field] = jnp.asarray(value)
-  if ranges["action_latency"][1] > cfg.max_action_latency or ranges["action_latency"][0] < 0:
-    raise ValueError(f"randomization.action_latency {tuple(cfg.action_latency)} must lie in "
-                     f"[0, max_action_latency={cfg.max_action_latency}]")
+  return ranges
+
+
+def check_latency_range(ranges: Ranges, max_action_latency: int,
+                        section: str = "randomization") -> None:
+  """`action_latency` must lie in [0, max_action_latency] (the static buffer length)."""
+  low, high = (float(v) for v in ranges["action_latency"])
+  if high > max_action_latency or low < 0:
+    raise ValueError(f"{section}.action_latency {(low, high)} must lie in "
+                     f"[0, max_action_latency={max_action_latency}]")
+
+
+def ranges_from_config(cfg: ml_collections.ConfigDict) -> Ranges:
+  """`{field: f32[2]}` from a `randomization` config section; checks every range."""
+  ranges = config_ranges(cfg, FIELDS)
+  check_latency_range(ranges, cfg.max_action_latency)
   if ranges["push_interval"][0] <= 0:
     raise ValueError(f"randomization.push_interval must be positive, got {tuple(cfg.push_interval)}")
   return ranges
 
 
-def check_ranges(ranges: Ranges) -> None:
+def check_ranges(ranges: Ranges, fields: tuple[str, ...] = FIELDS) -> None:
   """Raises naming the field when one env's `ranges` lacks a field, has an unknown one, or a field
   is not shaped (2, ...) = (low, high)."""
-  missing = [f for f in FIELDS if f not in ranges]
-  extra = [f for f in ranges if f not in FIELDS]
+  missing = [f for f in fields if f not in ranges]
+  extra = [f for f in ranges if f not in fields]
   if missing or extra:
-    raise KeyError(f"dr_ranges: missing {missing}, unknown {extra} (fields: {list(FIELDS)})")
+    raise KeyError(f"dr_ranges: missing {missing}, unknown {extra} (fields: {list(fields)})")
   for field, value in ranges.items():
     if jnp.shape(value)[:1] != (2,):
       raise ValueError(f"dr_ranges['{field}'] must have shape (2, ...) = (low, high), "
@@ -184,9 +205,20 @@ def check_ranges(ranges: Ranges) -> None:
 
 # -- draws -----------------------------------------------------------------------------------------
 
-def _uniform(key, rng_range, shape=()):
+def uniform(key: jax.Array, rng_range: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
+  """f32[shape] uniform in `rng_range` = (low, high)."""
   low, high = rng_range[0], rng_range[1]
   return jax.random.uniform(key, shape, minval=low, maxval=high)
+
+
+_uniform = uniform
+
+
+def sample_latency(key: jax.Array, rng_range: jax.Array, max_action_latency: int) -> jax.Array:
+  """i32[]: an integer uniform in {low, ..., high} of `rng_range`, clipped to the buffer."""
+  latency = jnp.floor(uniform(key, rng_range + jnp.array([0., 1.])))
+  latency = jnp.clip(latency, rng_range[0], rng_range[1])
+  return jnp.clip(latency, 0, max_action_latency).astype(jnp.int32)
 
 
 def sample(rng: jax.Array, ranges: Ranges, targets: Targets) -> Draws:
@@ -194,9 +226,8 @@ def sample(rng: jax.Array, ranges: Ranges, targets: Targets) -> Draws:
   torso_com_offset f32[3], action_latency i32[]."""
   keys = dict(zip(FIELDS, jax.random.split(rng, len(FIELDS))))
   nj, nb = targets.num_joints, targets.num_bodies
-  latency = jnp.floor(_uniform(keys["action_latency"], ranges["action_latency"] + jnp.array([0., 1.])))
-  latency = jnp.clip(latency, ranges["action_latency"][0], ranges["action_latency"][1])
-  latency = jnp.clip(latency, 0, targets.max_action_latency).astype(jnp.int32)
+  latency = sample_latency(keys["action_latency"], ranges["action_latency"],
+                           targets.max_action_latency)
   return {
       "floor_friction": _uniform(keys["floor_friction"], ranges["floor_friction"]),
       "link_mass_scale": _uniform(keys["link_mass_scale"], ranges["link_mass_scale"], (nb,)),
@@ -252,7 +283,6 @@ def model_fields(model: mjx.Model, draws: Draws, targets: Targets) -> dict[str, 
   def scaled(values, scale):
     return values.at[t.dofs].set(values[t.dofs] * scale)
 
-  kp = model.actuator_gainprm[:, 0] * draws["kp_scale"]
   armature = scaled(model.dof_armature, draws["armature_scale"])
   # Effective inertia of each dof at qpos0, 1 / dof_invweight0, split into links + armature.
   w0 = model.dof_invweight0
@@ -269,9 +299,16 @@ def model_fields(model: mjx.Model, draws: Draws, targets: Targets) -> dict[str, 
       "dof_damping": scaled(model.dof_damping, draws["joint_damping_scale"]),
       "dof_armature": armature,
       "dof_frictionloss": scaled(model.dof_frictionloss, draws["frictionloss_scale"]),
-      "actuator_gainprm": model.actuator_gainprm.at[:, 0].set(kp),
-      "actuator_biasprm": model.actuator_biasprm.at[:, 1].set(-kp),
+      **position_gain_fields(model, draws["kp_scale"]),
   }
+
+
+def position_gain_fields(model: mjx.Model, kp_scale: jax.Array) -> dict[str, jax.Array]:
+  """`actuator_gainprm` / `actuator_biasprm` of position actuators with Kp scaled by `kp_scale`
+  (f32[nu] or f32[]): gain `kp` and bias `-kp` on the position error change together."""
+  kp = model.actuator_gainprm[:, 0] * kp_scale
+  return {"actuator_gainprm": model.actuator_gainprm.at[:, 0].set(kp),
+          "actuator_biasprm": model.actuator_biasprm.at[:, 1].set(-kp)}
 
 
 def apply(model: mjx.Model, draws: Draws, targets: Targets) -> mjx.Model:
@@ -360,6 +397,9 @@ def _quat_mul(a: jax.Array, b: jax.Array) -> jax.Array:
                     w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
                     w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2], axis=-1)
+
+
+quat_mul = _quat_mul   # (w, x, y, z) Hamilton product, batched over leading axes
 
 
 def camera_light_fields(model: mjx.Model, rng: jax.Array,

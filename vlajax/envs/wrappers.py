@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from vlajax.envs import backend
-from vlajax.envs.base import Env, State
+from vlajax.envs.base import Env, State, supports_dr
 
 
 class Wrapper:
@@ -59,9 +59,11 @@ def _select_state(pred: jax.Array, on_true: State, on_false: State) -> State:
 
 
 def _reset(env, rng: jax.Array, dr_ranges=None) -> State:
-  """`env.reset`, passing DR ranges through when the env is randomized."""
+  """`env.reset`, passing DR ranges through when the env is randomized (`base.Randomized`)."""
   if dr_ranges is None:
     return env.reset(rng)
+  if not supports_dr(env):
+    raise TypeError(f"dr_ranges given, but {type(env).__name__} has no domain randomization")
   return env.reset(rng, dr_ranges=dr_ranges)
 
 
@@ -201,8 +203,9 @@ class AutoResetWrapper(Wrapper):
   def _draw(self, state: State) -> tuple[State, jax.Array]:
     """Fresh initial states for the whole batch, and the envs' next reset keys."""
     keys = jax.vmap(jax.random.split)(state.info["reset_rng"])
+    randomized = supports_dr(self.env) and "dr_ranges" in state.info
     fresh = self.env.reset(keys[:, 0], **({"dr_ranges": state.info["dr_ranges"]}
-                                          if "dr_ranges" in state.info else {}))
+                                          if randomized else {}))
     return fresh, keys[:, 1]
 
   def _replace_done(self, state: State, data, obs, info_source: dict) -> State:

@@ -17,8 +17,16 @@ Action spaces (`config.action_space`), every entry in [-1, 1]:
 `info` of every task: `rng`, `step` (i32), `last_action` f32[A], `ctrl` f32[9] (the actuator
 targets: 7 joints in rad, 2 fingers in m), `target` f32[3] (the task's target or goal point; also
 `data.mocap_pos` of the marker, for cameras), `episode_success` is added by the episode wrapper.
-`obs["privileged_state"]` is `obs["state"]` followed by every free object's position (3 each),
-velocity (6 each) and `target`.
+`obs["privileged_state"]` is `obs["state"]` (without observation noise) followed by every free
+object's position (3 each), velocity (6 each) and `target`.
+
+Domain randomization (`config.randomization`, on by default; `manipulation/randomization.py`):
+`reset(rng, dr_ranges=None)` draws object mass / friction / size, table friction, initial-pose
+jitter, actuator gains, action latency and joint-angle noise into `info["dr"]` from
+`info["dr_ranges"]`; `step` applies the drawn model (`model.replace`), sends the actuator targets
+of `action_latency` steps ago to the motors (`info["ctrl_history"]` f32[L+1, 9]; `info["ctrl"]`
+stays the latest commanded targets) and adds the joint-angle noise to `obs["state"]`'s 7 arm
+joint angles. With `randomization.enabled=False` the env is the un-randomized one.
 """
 from __future__ import annotations
 
@@ -31,7 +39,9 @@ from jax.scipy import linalg as jsp_linalg
 from mujoco import mjx
 
 from vlajax.envs import assets
+from vlajax.envs import randomization as dr_lib
 from vlajax.envs.base import Env, State
+from vlajax.envs.manipulation import randomization as arm_dr
 
 ACTION_SPACES = ("joint_delta", "ee_delta")
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
@@ -60,6 +70,7 @@ def arm_config() -> ml_collections.ConfigDict:
       "impl": "jax",
       "naconmax_per_env": 28,
       "njmax": 128,
+      "randomization": arm_dr.default_config(),
   })
 
 
@@ -73,7 +84,9 @@ class ArmEnv(Env):
   `task_obs(data, info) -> f32[k]`; `update_task_info(data, info)` may latch task variables after
   each step, `marker_positions(target, task_info) -> f32[nmocap, 3]` places the scene's mocap
   bodies, and `focus_object(info) -> i32[]` names the object the task is about (the experts'
-  object) and `holds_object(info) -> bool[]` whether it ends held up.
+  object) and `holds_object(info) -> bool[]` whether it ends held up; `placed(objects, target,
+  task_info) -> (target, task_info)` sees the object poses after DR moved them (for task variables
+  that depend on where the objects start).
   """
 
   OBJECTS = ("cube",)   # the free joints of the scene's objects, in `sample_task`'s order
@@ -98,6 +111,11 @@ class ArmEnv(Env):
     self._ctrl_high = jnp.asarray(m.actuator_ctrlrange[:, 1], jnp.float32)
     self._home = jnp.asarray(HOME, jnp.float32)
     self._qpos0 = jnp.asarray(m.key("home").qpos, jnp.float32)
+    self.dr_targets = arm_dr.Targets.from_model(
+        m, self.OBJECTS, max_action_latency=config.randomization.max_action_latency)
+    self.visual_targets = arm_dr.VisualTargets.from_model(m, self.OBJECTS)
+    self._default_ranges = arm_dr.ranges_from_config(config.randomization)
+    self._object_half = jnp.asarray(self.dr_targets.nominal_half)
 
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
@@ -146,49 +164,121 @@ class ArmEnv(Env):
     del info
     return jnp.zeros((), bool)
 
+  def placed(self, objects: jax.Array, target: jax.Array, task_info: dict
+             ) -> tuple[jax.Array, dict]:
+    """`(target, task_info)` given the final initial object poses f32[n, 7] (after DR)."""
+    del objects
+    return target, task_info
+
+  # -- domain randomization ---------------------------------------------------------------------
+
+  @property
+  def dr_enabled(self) -> bool:
+    return bool(self.config.randomization.enabled)
+
+  def default_dr_ranges(self) -> arm_dr.Ranges:
+    """The config's DR ranges, `{field: f32[2]}` (`manipulation/randomization.py`)."""
+    return dict(self._default_ranges)
+
+  def object_half_size(self, info: dict, index) -> jax.Array:
+    """f32[]: half-size (m) of object `index` of `OBJECTS` in this episode (DR scales it)."""
+    half = self._object_half[index]
+    if "dr" not in info:
+      return half
+    return half * info["dr"]["object_size_scale"][index]
+
+  def half_size_change(self, info: dict, index) -> jax.Array:
+    """f32[]: `object_half_size` minus the nominal half-size (m; exactly 0 without DR), so that
+    thresholds written for the nominal cube stay bit-identical when DR is off."""
+    return self.object_half_size(info, index) - self._object_half[index]
+
+  def physics_model(self, info: dict) -> mjx.Model:
+    """The episode's MJX model: the drawn DR applied (a pure replace), or the nominal one."""
+    if not self.dr_enabled:
+      return self.mjx_model
+    return arm_dr.apply(self.mjx_model, info["dr"], self.dr_targets)
+
+  def visual_overrides(self, rng: jax.Array, cfg: ml_collections.ConfigDict | None = None
+                       ) -> dict[str, jax.Array]:
+    """Per-env renderer overrides from `rng` u32[B, 2] (batched: [B, ...] per field) or one key:
+    camera pose, lights, object and table colours (`arm_dr.visual_overrides`). A demo collector
+    draws them once per episode and renders every frame of it with them:
+
+      overrides = env.visual_overrides(episode_keys)            # [B, ...] per field
+      images = renderer.render(states, overrides=overrides)     # BatchRenderer, host side
+    """
+    draw = lambda k: arm_dr.visual_overrides(self.mjx_model, k, self.visual_targets, cfg)
+    return jax.vmap(draw)(rng) if rng.ndim == 2 else draw(rng)
+
   # -- reset / step -----------------------------------------------------------------------------
 
-  def reset(self, rng: jax.Array) -> State:
+  def reset(self, rng: jax.Array, dr_ranges: arm_dr.Ranges | None = None) -> State:
+    """A fresh episode; DR draws from `dr_ranges` (default: the config's), kept in the state."""
+    ranges = self.default_dr_ranges() if dr_ranges is None else dict(dr_ranges)
+    arm_dr.check_ranges(ranges)
+    ranges = {k: jnp.asarray(v, jnp.float32) for k, v in ranges.items()}
     rng, k_task, k_arm = jax.random.split(rng, 3)
+    rng, k_dr, k_obs = jax.random.split(rng, 3)
     objects, target, task_info = self.sample_task(k_task)
-    data = self.initial_data(k_arm, objects, self.marker_positions(target, task_info))
-    info = {"rng": rng, "step": jnp.zeros((), jnp.int32),
-            "last_action": jnp.zeros(self.action_size), "ctrl": data.ctrl, "target": target,
-            **task_info}
+    if self.dr_enabled:
+      draws = arm_dr.sample(k_dr, ranges, self.dr_targets)
+      objects = arm_dr.place_objects(objects, draws, self.dr_targets)
+      target, task_info = self.placed(objects, target, task_info)
+    else:
+      draws = arm_dr.nominal_draws(self.dr_targets)
+    info = {"dr": draws, "dr_ranges": ranges}
+    model = self.physics_model(info)
+    data = self.initial_data(k_arm, objects, self.marker_positions(target, task_info), model)
+    history = jnp.tile(data.ctrl[None], (self.dr_targets.max_action_latency + 1, 1))
+    info.update({"rng": rng, "step": jnp.zeros((), jnp.int32),
+                 "last_action": jnp.zeros(self.action_size), "ctrl": data.ctrl,
+                 "ctrl_history": history, "target": target, **task_info})
     metrics = {f"reward/{name}": jnp.zeros(()) for name in self.config.reward_scales}
     metrics["success"] = jnp.zeros(())
-    return State(data, self._observe(data, info), jnp.zeros(()), jnp.zeros(()), metrics, info)
+    obs = self._observe(data, info, k_obs)
+    return State(data, obs, jnp.zeros(()), jnp.zeros(()), metrics, info)
 
   def step(self, state: State, action: jax.Array) -> State:
     info = dict(state.info)
+    rng, k_obs = jax.random.split(info["rng"])
     ctrl = self.apply_action(state.data, info["ctrl"], action)
-    data = self.physics_step(self.mjx_model, state.data, ctrl)
+    history = dr_lib.push_history(info["ctrl_history"], ctrl)
+    applied = dr_lib.delayed_action(history, info["dr"]["action_latency"]) \
+        if self.dr_enabled else ctrl
+    data = self.physics_step(self.physics_model(info), state.data, applied)
     action = jnp.clip(action, -1.0, 1.0)
     info = self.update_task_info(data, info)
     terms = self.reward_terms(data, info, action)
     scaled = {name: terms[name] * scale for name, scale in self.config.reward_scales.items()}
-    info.update(step=info["step"] + 1, last_action=action, ctrl=ctrl)
+    info.update(rng=rng, step=info["step"] + 1, last_action=action, ctrl=ctrl,
+                ctrl_history=history)
     metrics = {f"reward/{name}": value for name, value in scaled.items()}
     metrics["success"] = self.success(data, info).astype(jnp.float32)
     done = self.unstable(data).astype(jnp.float32)
-    return State(data, self._observe(data, info), sum(scaled.values()), done, metrics, info)
+    obs = self._observe(data, info, k_obs)
+    return State(data, obs, sum(scaled.values()), done, metrics, info)
 
-  def _observe(self, data: mjx.Data, info: dict) -> dict[str, jax.Array]:
-    state = jnp.concatenate([self.proprioception(data), info["last_action"],
+  def _observe(self, data: mjx.Data, info: dict, rng: jax.Array) -> dict[str, jax.Array]:
+    """`state` (arm joint angles noisy under DR) and the noise-free `privileged_state`."""
+    clean = jnp.concatenate([self.proprioception(data), info["last_action"],
                              self.task_obs(data, info)])
+    state = clean
+    if self.dr_enabled:
+      angles = arm_dr.noisy_joint_angles(clean[:7], info["dr"], rng)
+      state = clean.at[:7].set(angles)
     n = len(self.OBJECTS)
     positions = jnp.stack([self.object_pos(data, i) for i in range(n)]).reshape(-1)
     velocities = jnp.stack([self.object_vel(data, i) for i in range(n)]).reshape(-1)
-    privileged = jnp.concatenate([state, positions, velocities, info["target"]])
+    privileged = jnp.concatenate([clean, positions, velocities, info["target"]])
     return {"state": state, "privileged_state": privileged}
 
   # -- reset helpers ----------------------------------------------------------------------------
 
   def initial_data(self, rng: jax.Array, object_poses: jax.Array,
-                   marker_positions: jax.Array) -> mjx.Data:
+                   marker_positions: jax.Array, model: mjx.Model | None = None) -> mjx.Data:
     """Home pose plus uniform joint noise, gripper open, the objects at `object_poses`
     f32[n, 7] (position, quaternion) and the mocap bodies at `marker_positions` f32[nmocap, 3];
-    forward kinematics done."""
+    `mjx.forward` done with `model` (default: the nominal model)."""
     noise = self.config.init_joint_noise
     arm_q = self._home + jax.random.uniform(rng, (7,), minval=-noise, maxval=noise)
     arm_q = jnp.clip(arm_q, self._ctrl_low[:7], self._ctrl_high[:7])
@@ -200,7 +290,7 @@ class ArmEnv(Env):
     data = self.make_data()
     data = data.replace(qpos=qpos, qvel=jnp.zeros_like(data.qvel), ctrl=ctrl,
                         mocap_pos=marker_positions)
-    return mjx.forward(self.mjx_model, data)
+    return mjx.forward(self.mjx_model if model is None else model, data)
 
   # -- actions ----------------------------------------------------------------------------------
 

@@ -85,9 +85,10 @@ class CubeTask(arm.ArmEnv):
     return ((self.goal_distance(data, info) < self.config.goal_radius)
             & (self.cube_pos(data)[2] < self.config.rest_height))
 
-  def released(self, data: mjx.Data) -> jax.Array:
-    """bool[]: the fingers are apart by more than the cube's width."""
-    return self.gripper_opening(data) > 2 * arm.CUBE_HALF + 0.005
+  def released(self, data: mjx.Data, info: dict | None = None) -> jax.Array:
+    """bool[]: the fingers are apart by more than the cube's width (its DR size, with `info`)."""
+    change = 0.0 if info is None else self.half_size_change(info, 0)
+    return self.gripper_opening(data) > 2 * arm.CUBE_HALF + 0.005 + 2 * change
 
   def update_task_info(self, data, info):
     if self.PICK:
@@ -96,7 +97,7 @@ class CubeTask(arm.ArmEnv):
 
   def success(self, data, info):
     if self.PICK:
-      return self.in_goal(data, info) & info["lifted"] & self.released(data)
+      return self.in_goal(data, info) & info["lifted"] & self.released(data, info)
     return self.in_goal(data, info)
 
   # -- reward and observation -------------------------------------------------------------------

@@ -109,18 +109,24 @@ def _focus(task: arm.ArmEnv, state: State) -> tuple[jax.Array, jax.Array]:
   return task.object_pos(state.data, index), task.object_yaw(state.data, index)
 
 
+def _half_size_change(task: arm.ArmEnv, state: State) -> jax.Array:
+  """f32[]: the focus object's half-size minus the nominal one (DR's size scale; 0 without DR)."""
+  return task.half_size_change(state.info, task.focus_object(state.info))
+
+
 def _push_plan(task: CubeTask, state: State):
   data = state.data
   grip, goal = task.grip_pos(data), state.info["target"]
   cube, _ = _focus(task, state)
+  change = _half_size_change(task, state)
   line = goal[:2] - cube[:2]
   u = line / jnp.maximum(jnp.linalg.norm(line), 1e-6)
   rel = grip[:2] - cube[:2]
   along = jnp.dot(rel, u)
   lateral = jnp.abs(u[0] * rel[1] - u[1] * rel[0])
-  start = cube[:2] - u * (arm.CUBE_HALF + 0.03)
+  start = cube[:2] - u * (arm.CUBE_HALF + 0.03 + change)
   at_start = jnp.linalg.norm(grip[:2] - start) < 0.01
-  pushing = (lateral < 0.012) & (along < -arm.CUBE_HALF) & (grip[2] < 0.03)
+  pushing = (lateral < 0.012) & (along < -arm.CUBE_HALF - change) & (grip[2] < 0.03)
   low_and_off = (grip[2] < 0.06) & ~pushing & ~at_start
   push_to = cube[:2] + u * (along + 0.02)
   waypoint = jnp.where(pushing, jnp.append(push_to, PUSH_HEIGHT),
@@ -138,7 +144,9 @@ def _pick_plan(task: CubeTask, state: State):
   yaw = task.grip_yaw(data) + wrap_quarter_turn(cube_yaw - task.grip_yaw(data))
   xy_error = jnp.linalg.norm(grip[:2] - cube[:2])
   height = cube[2] - grip[2]
-  held = ((task.gripper_opening(data) < 2 * arm.CUBE_HALF + 0.004) & (xy_error < 0.025)
+  change = _half_size_change(task, state)
+  held = ((task.gripper_opening(data) < 2 * arm.CUBE_HALF + 0.004 + 2 * change)
+          & (xy_error < 0.025)
           & (height > -0.01) & (height < 0.04))
   placed = info["lifted"] & task.in_goal(data, info)
 
@@ -153,7 +161,7 @@ def _pick_plan(task: CubeTask, state: State):
   raised = cube[2] > CARRY - 0.03
   carry = jnp.where(over_goal, jnp.append(goal[:2], GRASP_HEIGHT + 0.002),
           jnp.where(raised, jnp.append(goal[:2], CARRY), jnp.append(grip[:2], CARRY)))
-  resting = over_goal & (cube[2] < arm.CUBE_HALF + 0.004)
+  resting = over_goal & (cube[2] < arm.CUBE_HALF + 0.004 + change)
   carry_grip = jnp.where(resting, OPEN, CLOSED)
   # Placed and released: back up with the gripper open.
   retreat = jnp.append(grip[:2], CARRY)

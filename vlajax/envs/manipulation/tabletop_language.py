@@ -116,13 +116,24 @@ class TabletopLanguage(arm.ArmEnv):
     plates = jnp.concatenate([xy[n_cubes:], jnp.zeros((n_plates, 1))], axis=-1)
     family, obj, goal = self._family[instruction], self._object[instruction], self._goal[instruction]
     start = cubes[obj, :3]
-    push_to = start[:2] + (cfg.push_distance + 0.03) * self._directions[goal]
-    target = jnp.where(family == 0, start + jnp.array([0.0, 0.0, CARRY_HEIGHT]),
-                       jnp.where(family == 1, plates[jnp.minimum(goal, n_plates - 1)],
-                                 jnp.append(push_to, 0.0)))
     info = {"instruction": instruction, "family": family, "object": obj, "goal": goal,
             "start": start, "plates": plates, "lifted": jnp.zeros((), bool)}
-    return cubes, target, info
+    return cubes, self._goal_point(info), info
+
+  def _goal_point(self, info: dict) -> jax.Array:
+    """f32[3]: the carry point above the cube (pick), the plate (place) or the point past the
+    push distance (push), from `info`'s instruction, `start` and `plates`."""
+    family, goal, start, plates = info["family"], info["goal"], info["start"], info["plates"]
+    push_to = start[:2] + (self.config.push_distance + 0.03) * self._directions[goal]
+    return jnp.where(family == 0, start + jnp.array([0.0, 0.0, CARRY_HEIGHT]),
+                     jnp.where(family == 1, plates[jnp.minimum(goal, plates.shape[0] - 1)],
+                               jnp.append(push_to, 0.0)))
+
+  def placed(self, objects, target, task_info):
+    """`start` is where the instructed cube is after DR's pose jitter; the goal point follows."""
+    del target
+    task_info = dict(task_info, start=objects[task_info["object"], :3])
+    return self._goal_point(task_info), task_info
 
   def marker_positions(self, target, task_info):
     return jnp.concatenate([target[None], task_info["plates"]])
@@ -144,7 +155,8 @@ class TabletopLanguage(arm.ArmEnv):
   def on_plate(self, data: mjx.Data, info: dict) -> jax.Array:
     plate = info["plates"][jnp.minimum(info["goal"], len(scene.PLATE_BODIES) - 1)]
     near = jnp.linalg.norm(self.cube(data, info)[:2] - plate[:2]) < self.config.plate_radius - 0.01
-    released = self.gripper_opening(data) > 2 * arm.CUBE_HALF + 0.005
+    change = 2 * self.half_size_change(info, info["object"])
+    released = self.gripper_opening(data) > 2 * arm.CUBE_HALF + 0.005 + change
     return near & self.resting(data, info) & released
 
   def pushed(self, data: mjx.Data, info: dict) -> jax.Array:
