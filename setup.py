@@ -24,6 +24,9 @@ CORE = [
     "tensorflow-datasets==4.9.10",
     # HuggingFace PaliGemma weight import (vlajax.vla.hf_import) reads safetensors directly.
     "safetensors==0.8.0",
+    # Rollout videos (vlajax.eval.video): H.264 through PyAV, captions drawn with Pillow.
+    "av>=14",
+    "pillow>=10",
 ]
 
 setup(

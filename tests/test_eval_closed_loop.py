@@ -1,5 +1,8 @@
 """Closed-loop evaluation: fixed seeded initial states, per-episode outcomes (success, return,
 length, time to success), chunked execution, and RL evaluation on the same rollout."""
+import json
+
+import av
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,10 +10,10 @@ import pytest
 
 from vlajax import envs
 from vlajax.envs import rollout as rollout_lib
-from vlajax.envs.manipulation import experts
-from vlajax.eval import closed_loop, stats
+from vlajax.eval import closed_loop, job, policies, stats
 from vlajax.policies import chunking
 from vlajax.rl import evaluation
+from experiments.configs import eval_policy as eval_config
 
 
 def test_initial_keys_fix_the_initial_states():
@@ -41,29 +44,41 @@ def test_rl_evaluation_is_the_mean_of_the_rollout_episodes():
   assert not episodes.success.any() and np.all(episodes.time_to_success == -1)  # no success signal
 
 
-def test_reach_expert_success_and_time_to_success():
-  env = envs.make("arm_reach", action_space="ee_delta")
-  expert = rollout_lib.stateless(jax.vmap(experts.make_expert(env)))
-  batched = rollout_lib.make_batched_env(env, 60)
-  keys = closed_loop.initial_keys(11, 4)
+def test_eval_job_scripted_vs_random_on_reach(tmp_path):
+  """The whole job on `arm_reach`: the expert succeeds on every fixed state, random actions on none;
+  time to success agrees with the recorded per-step flags; report, videos and the verdict."""
+  config = eval_config.get_config("scripted")
+  config.update(dict(num_episodes=6, batch_size=4, episode_length=60, seed=11, videos=2,
+                     video_size=32, out_dir=str(tmp_path)))
+  config.compare.kind = "random"
+  progress = []
+  result = job.run(config)
+  a, b = result["overall"], result["comparison"]["b"]
+  assert (a["n"], a["successes"]) == (6, 6) and b["successes"] == 0
+  assert (a["ci_low"], a["ci_high"]) == tuple(stats.wilson_interval(6, 6))
+  assert result["comparison"]["p_value"] == pytest.approx(
+      stats.fisher_exact_test(6, 6, 0, 6, alternative="greater").p_value)
+  assert result["comparison"]["verdict"].startswith("A > B")
+  saved = json.loads((tmp_path / "a" / "report.json").read_text())
+  assert saved["overall"]["successes"] == 6 and len(saved["videos"]) == 2
+  assert (tmp_path / "comparison.md").read_text().startswith("A > B")
+  for path in saved["videos"]:
+    with av.open(path) as container:
+      assert sum(1 for _ in container.decode(video=0)) > 1
 
-  @jax.jit
-  def run(keys, rng):
-    episodes = rollout_lib.rollout(batched, expert, (), keys, 60, rng,
-                                   observe=rollout_lib.full_state)
-    def body(s, _):   # the same episodes stepped by hand: the per-step success flags
-      s = batched.step(s, expert((), s, None)[0])
-      return s, s.metrics["success"]
-    _, per_step = jax.lax.scan(body, batched.reset(keys), None, length=60)
-    return episodes, per_step
-  episodes, per_step = jax.tree.map(np.asarray, run(keys, jax.random.PRNGKey(0)))
-  first = np.where(per_step.any(0), per_step.argmax(0) + 1, -1)
-  np.testing.assert_array_equal(episodes.time_to_success, first)
-  assert episodes.success.all() and np.all(episodes.time_to_success <= episodes.length)
-  report = closed_loop.summarize(episodes)
-  assert report["successes"] == 4 and report["n"] == 4
-  assert (report["wilson_low"], report["wilson_high"]) == tuple(stats.wilson_interval(4, 4))
-  assert report["mean_time_to_success"] == pytest.approx(first.mean())
+  # The same states and program through the library: time to success = first recorded success.
+  env = envs.make("arm_reach", action_space="ee_delta")
+  episodes, trace = closed_loop.evaluate_policy(env, policies.load("scripted", env), 11, 6, 60,
+                                                batch_size=4, record_episodes=2,
+                                                progress=lambda d, t: progress.append((d, t)))
+  assert progress == [(4, 6), (6, 6)]
+  flags = trace["success"] > 0                                   # [60, 2]
+  first = np.where(flags.any(0), flags.argmax(0) + 1, -1)
+  np.testing.assert_array_equal(episodes.time_to_success[:2], first)
+  assert np.all(episodes.time_to_success <= episodes.length)
+  assert saved["overall"]["mean_time_to_success"] == pytest.approx(episodes.time_to_success.mean())
+  summary = closed_loop.summarize(episodes)
+  assert summary["successes"] == 6 and summary["n"] == 6
 
 
 def _counting_chunks(obs, rng):

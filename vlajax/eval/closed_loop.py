@@ -4,13 +4,17 @@
 start from identical states (an env's reset is a pure function of its key). `evaluate` runs one
 episode per key (`vlajax.envs.rollout.rollout`, jitted) and returns the per-episode `Episodes`;
 `summarize` turns them into the report fields (n, successes, rate and its Wilson 95% interval,
-mean return / length / time to success).
+mean return / length / time to success). `evaluate_policy` runs an `eval.policies.EvalPolicy` over
+a set in batches of at most `batch_size` episodes (the states do not depend on the batching), with
+progress, and can record the first episodes for videos; `check_success_metric` says clearly when
+an env has no success signal to rate.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from vlajax.envs import rollout as rollout_lib
@@ -25,15 +29,68 @@ def initial_keys(seed: int, num_episodes: int) -> jax.Array:
 
 
 def evaluate(env, act: rollout_lib.Act, carry: Any, seed: int, num_episodes: int,
-             episode_length: int | None = None, policy_seed: int = 0) -> rollout_lib.Episodes:
+             episode_length: int | None = None, policy_seed: int = 0,
+             observe: Callable = lambda state: state.obs,
+             record: Callable | None = None) -> rollout_lib.Episodes:
   """One closed-loop episode of `act` from each state of the set `(seed, num_episodes)` of the
   (unbatched) `env`, `episode_length` control steps (default the env's); numpy outcomes."""
   length = int(episode_length or env.config.episode_length)
   batched = rollout_lib.make_batched_env(env, length)
   run = jax.jit(lambda carry, keys, rng: rollout_lib.rollout(batched, act, carry, keys, length,
-                                                             rng))
+                                                             rng, observe=observe, record=record))
   episodes = run(carry, initial_keys(seed, num_episodes), jax.random.PRNGKey(policy_seed))
   return jax.tree.map(np.asarray, episodes)
+
+
+def check_success_metric(env, env_name: str) -> None:
+  """Raises ValueError when `env` reports no `metrics["success"]` (nothing to rate)."""
+  state = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
+  if "success" not in state.metrics:
+    raise ValueError(f"env '{env_name}' has no success metric (metrics: {sorted(state.metrics)});"
+                     " a success rate needs an env that reports metrics['success']")
+
+
+def evaluate_policy(env, policy, seed: int, num_episodes: int, episode_length: int | None = None,
+                    batch_size: int = 256, policy_seed: int = 0, record_episodes: int = 0,
+                    progress: Callable[[int, int], None] | None = None
+                    ) -> tuple[rollout_lib.Episodes, dict | None]:
+  """`policy` (an `eval.policies.EvalPolicy`) from every state of the set `(seed, num_episodes)`.
+
+  Episodes run in batches of `batch_size` (the last one padded to the same shape, so one program
+  is compiled); batch b's policy noise is `fold_in(PRNGKey(policy_seed), b)`. Returns the numpy
+  `Episodes` of all episodes in set order and, with `record_episodes` > 0, the `render_trace` of
+  the first `record_episodes` (leaves [T, record_episodes, ...]; recorded in the first batch, so
+  at most `batch_size`). `progress(done, total)` is called after each batch.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  length = int(episode_length or env.config.episode_length)
+  keys = initial_keys(seed, num_episodes)
+  size = min(batch_size, num_episodes)
+  batched = rollout_lib.make_batched_env(env, length)
+
+  def run(keys, rng, record):
+    return rollout_lib.rollout(batched, policy.act, policy.init_carry(size), keys, length, rng,
+                               observe=policy.observe, record=record)
+  # One program for every batch (each MJX compile costs minutes on a CPU): with videos, every
+  # batch records, and only the first batch's trace is kept.
+  record = rollout_lib.render_trace if record_episodes else None
+  program = jax.jit(lambda keys, rng: run(keys, rng, record))
+  parts, trace = [], None
+  for b, start in enumerate(range(0, num_episodes, size)):
+    chunk = keys[start:start + size]
+    valid = chunk.shape[0]
+    chunk = jnp.concatenate([chunk, jnp.repeat(chunk[-1:], size - valid, axis=0)])
+    rng = jax.random.fold_in(jax.random.PRNGKey(policy_seed), b)
+    episodes = program(chunk, rng)
+    episodes = jax.tree.map(np.asarray, episodes)
+    if b == 0 and record_episodes:
+      trace = jax.tree.map(lambda x: x[:, :record_episodes], episodes.trace)
+    episodes = episodes.replace(trace=None)
+    parts.append(jax.tree.map(lambda x, valid=valid: x[:valid], episodes))
+    if progress is not None:
+      progress(start + valid, num_episodes)
+  return jax.tree.map(lambda *xs: np.concatenate(xs), *parts), trace
 
 
 def summarize(episodes: rollout_lib.Episodes, confidence: float = 0.95) -> dict:

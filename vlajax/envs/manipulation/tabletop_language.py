@@ -125,8 +125,9 @@ class TabletopLanguage(arm.ArmEnv):
     push distance (push), from `info`'s instruction, `start` and `plates`."""
     family, goal, start, plates = info["family"], info["goal"], info["start"], info["plates"]
     push_to = start[:2] + (self.config.push_distance + 0.03) * self._directions[goal]
-    return jnp.where(family == 0, start + jnp.array([0.0, 0.0, CARRY_HEIGHT]),
-                     jnp.where(family == 1, plates[jnp.minimum(goal, plates.shape[0] - 1)],
+    pick, place = ins.FAMILIES.index("pick"), ins.FAMILIES.index("place")
+    return jnp.where(family == pick, start + jnp.array([0.0, 0.0, CARRY_HEIGHT]),
+                     jnp.where(family == place, plates[jnp.minimum(goal, plates.shape[0] - 1)],
                                jnp.append(push_to, 0.0)))
 
   def placed(self, objects, target, task_info):

@@ -1,0 +1,47 @@
+"""Configs for `python -m experiments.eval_policy --config=experiments/configs/eval_policy.py:<name>`.
+
+Names (each a default env and policy kind; every key can be overridden):
+  ppo        a PPO run directory:  --config.policy.path=runs/ppo_cpu  (env: the run's own)
+  scripted   the scripted expert of a manipulation task:  --config.env_name=arm_pick_cube
+  random     uniform random actions (a floor), `arm_reach` by default
+  language   the scripted expert on `tabletop_language`'s held-out instructions
+             (`split=heldout` in `env_overrides`), with the generalization matrix in the report
+
+`policy.kind`: ppo | sac | tdmpc | scripted | random (`vlajax.eval.policies`). `env_name` "" means
+the env the policy's run was trained in (ppo / sac / tdmpc). Comparison: set `compare.kind` (and
+`compare.path`) to evaluate a second policy on the same initial states; the report adds both rates,
+Fisher's exact one-sided p-value for A > B and a verdict.
+"""
+import ml_collections
+
+
+def _policy(kind: str = "", path: str = "") -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({"kind": kind, "path": path, "step": -1, "plan": True,
+                                    "seed": 0})
+
+
+def get_config(name: str = "scripted") -> ml_collections.ConfigDict:
+  presets = {"ppo": ("", "ppo"), "scripted": ("arm_reach", "scripted"),
+             "random": ("arm_reach", "random"), "language": ("tabletop_language", "scripted")}
+  if name not in presets:
+    raise KeyError(f"unknown eval_policy config '{name}' (have: {', '.join(sorted(presets))})")
+  env_name, kind = presets[name]
+  config = ml_collections.ConfigDict()
+  config.env_name = env_name
+  # "key=value,..." overrides of the env's own config (e.g. split=heldout, action_space=joint),
+  # applied on top of the run's env config for trained policies; unknown keys are errors.
+  config.env_overrides = "action_space=ee_delta" if kind == "scripted" else ""
+  if name == "language":
+    config.env_overrides += ",split=heldout"
+  config.policy = _policy(kind)
+  config.compare = _policy()
+  config.seed = 0                  # the initial-state set: the same seed, the same states
+  config.num_episodes = 50
+  config.episode_length = 0        # 0: the env's
+  config.batch_size = 64           # episodes per jitted rollout
+  config.videos = 2                # first episodes rendered to mp4 (0: none)
+  config.video_camera = "primary"
+  config.video_size = 128
+  config.out_dir = "runs/eval"
+  config.require_success = True    # error if the env has no success metric
+  return config

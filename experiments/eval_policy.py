@@ -1,0 +1,29 @@
+"""Closed-loop evaluation of a policy on fixed seeded initial states, with a report and videos.
+
+  python -m experiments.eval_policy --config=experiments/configs/eval_policy.py:ppo \
+      --config.policy.path=runs/ppo_cpu --config.num_episodes=100
+  python -m experiments.eval_policy --config=experiments/configs/eval_policy.py:scripted \
+      --config.env_name=arm_pick_cube --config.compare.kind=random
+
+Writes `report.json`, `report.md`, TensorBoard scalars and `videos/*.mp4` to `config.out_dir` (with a
+comparison: `a/`, `b/` and `comparison.md`) and prints the markdown table (and the verdict).
+"""
+from absl import app
+from ml_collections import config_flags
+
+from vlajax.eval import job, report
+
+
+def main(argv):
+  del argv
+  result = job.run(_CONFIG.value)
+  print(report.markdown(result), flush=True)
+  if "comparison" in result:
+    print(result["comparison"]["verdict"], flush=True)
+
+
+if __name__ == "__main__":
+  # Defined here, not at import, so tests can import several entry points in one process.
+  _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/eval_policy.py:scripted",
+                                            "Evaluation config file and preset name.")
+  app.run(main)

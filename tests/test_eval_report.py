@@ -1,0 +1,159 @@
+"""Evaluation reports (grouping, markdown, scalars, comparison verdicts), rollout videos, policy
+loaders' bad input and the eval job's config handling, on constructed episodes (no MJX compile)."""
+import json
+
+import av
+import numpy as np
+import pytest
+
+from vlajax import envs
+from vlajax.envs import render
+from vlajax.envs.manipulation import instructions as ins
+from vlajax.envs.rollout import Episodes
+from vlajax.eval import job, policies, report, stats, video
+from experiments.configs import eval_policy as eval_config
+
+
+def _episodes(success, instruction=None):
+  success = np.asarray(success, bool)
+  n = success.size
+  return Episodes(success=success, episode_return=np.arange(n, dtype=np.float32),
+                  length=np.full(n, 10, np.int32),
+                  time_to_success=np.where(success, 4, -1).astype(np.int32), metrics={},
+                  instruction=np.full(n, -1, np.int32) if instruction is None
+                  else np.asarray(instruction, np.int32))
+
+
+def test_single_task_report_counts_and_interval(tmp_path):
+  result = report.build(_episodes([True] * 45 + [False] * 5), env_name="arm_reach",
+                        policy={"kind": "scripted"}, seed=3)
+  overall = result["overall"]
+  assert (overall["n"], overall["successes"]) == (50, 45)
+  np.testing.assert_allclose([overall["ci_low"], overall["ci_high"]], [0.786, 0.957], atol=1e-3)
+  assert overall["mean_time_to_success"] == 4.0 and overall["mean_return"] == pytest.approx(24.5)
+  assert list(result["per_task"]) == ["arm_reach"] and "per_split" not in result
+  report.write(result, tmp_path)
+  assert json.loads((tmp_path / "report.json").read_text())["overall"]["successes"] == 45
+  markdown = (tmp_path / "report.md").read_text()
+  assert "| arm_reach | 50 | 45 | 0.900 | [0.786, 0.957] |" in markdown
+  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert lines[-1]["eval/success_rate"] == pytest.approx(0.9)
+  assert list((tmp_path / "tensorboard").iterdir())
+
+
+def test_language_report_groups_by_task_split_and_matrix():
+  # Two instructions of the same seen task (both seen phrasings) and one held-out task.
+  pick_red = [i for i, e in enumerate(ins.INSTRUCTIONS) if (e.family, e.object) == ("pick", "red")]
+  held = next(i for i, e in enumerate(ins.INSTRUCTIONS)
+              if (e.family, e.object, e.goal) == ("pick", "yellow", "") and e.phrasing == 0)
+  ids = [pick_red[0]] * 3 + [pick_red[1]] * 3 + [pick_red[2]] * 2 + [held] * 4
+  success = [1, 1, 0, 1, 1, 1, 0, 0, 1, 0, 0, 0]
+  result = report.build(_episodes(success, ids), env_name="tabletop_language")
+  assert result["per_task"]["pick/red"]["n"] == 8 and result["per_task"]["pick/red"]["successes"] == 5
+  assert result["per_task"]["pick/yellow"]["successes"] == 1
+  assert {k: v["n"] for k, v in result["per_split"].items()} == {
+      "train": 6, "heldout_phrasings": 2, "heldout_tasks": 4}
+  matrix = result["generalization"]["family"]["pick"]
+  assert matrix["train"]["successes"] == 5 and matrix["heldout_tasks"]["rate"] == 0.25
+  assert set(result["generalization"]["object"]) == {"red", "yellow"}
+  assert "heldout_tasks" not in result["generalization"]["object"]["red"]
+  text = report.markdown(result)
+  assert "| pick | 0/2 = 0.00" in text and "**overall**" in text
+  assert report.scalars(result)["eval/heldout_tasks/success_rate"] == 0.25
+
+
+def test_comparison_verdicts():
+  def counts(k, n):
+    return report.build(_episodes([True] * k + [False] * (n - k)), env_name="e")
+  strong = report.compare(counts(85, 100), counts(65, 100))
+  assert strong["p_value"] < 0.01 and strong["verdict"].startswith("A > B")
+  weak = report.compare(counts(42, 50), counts(37, 50))
+  assert weak["verdict"].startswith("cannot claim A > B with 50 / 50 trials")
+  assert weak["trials_needed_per_policy"] == stats.min_trials_per_arm(0.84, 0.74,
+                                                                      alternative="one-sided")
+  assert weak["trials_needed_per_policy"] > 100
+
+
+def test_report_of_nothing_is_an_error():
+  with pytest.raises(ValueError, match="no episodes"):
+    report.build(_episodes([]), env_name="e")
+
+
+def test_video_of_recorded_states_is_a_readable_mp4(tmp_path):
+  env = envs.make("arm_reach")
+  model = env.mj_model
+  steps = 6
+  qpos = np.repeat(model.qpos0[None, None], steps, 0).repeat(2, 1)
+  qpos[:, 0, 0] = np.linspace(-1.0, 1.0, steps)           # episode 0 turns its base joint
+  data = env.make_data()
+  trace = {"qpos": qpos,
+           "mocap_pos": np.broadcast_to(np.asarray(data.mocap_pos), (steps, 2, model.nmocap, 3)),
+           "mocap_quat": np.broadcast_to(np.asarray(data.mocap_quat), (steps, 2, model.nmocap, 4)),
+           "success": np.zeros((steps, 2))}
+  trace["success"][3:, 0] = 1
+  with render.BatchRenderer(model, ("primary",), 32) as renderer:
+    frames = video.render_episode(renderer, trace, 0, length=5)
+    with pytest.raises(IndexError, match="episode 2 not in the trace"):
+      video.render_episode(renderer, trace, 2)
+  assert frames.shape == (5, 32, 32, 3) and frames.dtype == np.uint8
+  assert not np.array_equal(frames[0], frames[-1])           # the arm moved
+  annotated = video.annotate(frames, "reach the target", trace["success"][:5, 0] > 0)
+  assert annotated.shape == (5, 64 + 16, 64, 3)
+  bar = annotated[:, -4, 32]
+  np.testing.assert_array_equal(bar[2], video.RUNNING_RGB)
+  np.testing.assert_array_equal(bar[3], video.SUCCESS_RGB)   # latched from the first success
+  path = video.write_mp4(tmp_path / "v" / "episode.mp4", annotated, fps=50)
+  with av.open(str(path)) as container:
+    decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+  assert len(decoded) == 5 and decoded[0].shape == (80, 64, 3)
+  with pytest.raises(ValueError, match="uint8"):
+    video.write_mp4(tmp_path / "bad.mp4", annotated.astype(np.float32), fps=50)
+
+
+def test_policy_loaders_name_the_problem(tmp_path):
+  env = envs.make("cartpole")
+  with pytest.raises(ValueError, match="policy kind 'diffusion' unknown"):
+    policies.load("diffusion", env)
+  with pytest.raises(ValueError, match="'ppo' needs policy.path"):
+    policies.load("ppo", env)
+  with pytest.raises(FileNotFoundError, match="no run directory"):
+    policies.load("sac", env, str(tmp_path / "missing"))
+  with pytest.raises(ValueError, match="no scripted expert"):
+    policies.load("scripted", env)
+  assert policies.load("random", env).info["action_size"] == env.action_size
+  info = {"action_size": 3, "obs_key": "state", "observation_size": {"state": (4,)}}
+  with pytest.raises(ValueError, match="action size 3; the env Cartpole takes 1"):
+    policies._check_fits(env, info, "ppo", "runs/x")  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match="reads observation 'pixels'"):
+    policies._check_fits(env, dict(info, action_size=1, obs_key="pixels"), "ppo", "runs/x")  # pylint: disable=protected-access
+
+
+def test_eval_job_config_and_bad_input(tmp_path):
+  assert job.parse_overrides("split=heldout, grid=3,noise=0.5") == {
+      "split": "heldout", "grid": 3, "noise": 0.5}
+  with pytest.raises(ValueError, match="'split' is not key=value"):
+    job.parse_overrides("split")
+  with pytest.raises(KeyError, match="unknown eval_policy config 'libero'"):
+    eval_config.get_config("libero")
+  config = eval_config.get_config("language")
+  name, env = job.make_env(config)
+  assert name == "tabletop_language" and env.config.split == "heldout"
+  config = eval_config.get_config("scripted")
+  config.env_name = "cartpole"
+  config.env_overrides = ""
+  config.out_dir = str(tmp_path)
+  with pytest.raises(ValueError, match="env 'cartpole' has no success metric"):
+    job.run(config)
+  config.env_name = "cartpoles"
+  with pytest.raises(KeyError, match="cartpoles"):
+    job.run(config)
+  config = eval_config.get_config("ppo")
+  with pytest.raises(ValueError, match="env_name is required"):
+    job.make_env(config)
+  config.policy.path = str(tmp_path / "nothing")
+  with pytest.raises(FileNotFoundError, match="no run directory"):
+    job.make_env(config)
+  config = eval_config.get_config("random")
+  config.env_overrides = "action_spac=joint"
+  with pytest.raises(KeyError, match="action_spac"):
+    job.make_env(config)

@@ -1,0 +1,122 @@
+"""The evaluation job behind `python -m experiments.eval_policy` (config: experiments/configs/eval_policy.py).
+
+`run(config)` resolves the env (the policy's training env unless `env_name` is set, with
+`env_overrides`), loads the policy (and the comparison policy) with `eval.policies.load`, evaluates
+each on the same seeded initial-state set (`closed_loop.evaluate_policy`, progress with ETA),
+writes the report (`report.write`: JSON, markdown, TensorBoard) and the first episodes' videos to
+`out_dir`, and returns the report dict (with `comparison` when a second policy was given).
+"""
+from __future__ import annotations
+
+import ast
+import pathlib
+import sys
+import time
+
+import ml_collections
+
+from vlajax import envs
+from vlajax.eval import closed_loop, policies, report as report_lib, video
+
+RUN_KINDS = ("ppo", "sac", "tdmpc")
+
+
+def parse_overrides(text: str) -> dict:
+  """"key=value,..." -> {key: value}; values parsed as Python literals, else kept as strings."""
+  out = {}
+  for item in filter(None, (part.strip() for part in text.split(","))):
+    if "=" not in item:
+      raise ValueError(f"env_overrides entry '{item}' is not key=value")
+    key, value = item.split("=", 1)
+    try:
+      out[key.strip()] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      out[key.strip()] = value
+  return out
+
+
+def _run_env(kind: str, path: str, step: int | None):
+  from vlajax.rl import loop  # pylint: disable=import-outside-toplevel
+  checkpointer, _, run_config, _, _ = loop.open_run(path, kind, step)
+  checkpointer.close()
+  return run_config["env_name"], ml_collections.ConfigDict(run_config["env"])
+
+
+def make_env(config) -> tuple[str, object]:
+  """(env name, unbatched env) of the job: `env_name`, or the first policy's run env."""
+  overrides = parse_overrides(config.env_overrides)
+  step = None if config.policy.step < 0 else config.policy.step
+  name, base = config.env_name, None
+  if config.policy.kind in RUN_KINDS and config.policy.path:
+    run_name, run_env = _run_env(config.policy.kind, config.policy.path, step)
+    if not name or name == run_name:
+      name, base = run_name, run_env
+  if not name:
+    raise ValueError(f"config.env_name is required for a '{config.policy.kind}' policy")
+  return name, envs.make(name, config=base, **overrides)
+
+
+def _progress(label: str):
+  start = time.time()
+
+  def show(done: int, total: int) -> None:
+    elapsed = time.time() - start
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = (total - done) / rate if rate > 0 else float("nan")
+    sys.stdout.write(f"{label}: {done}/{total} episodes  {rate:.2f} episodes/s  ETA {eta:.0f}s\n")
+    sys.stdout.flush()
+  return show
+
+
+def _evaluate_one(env, env_name: str, policy_config, config, out: pathlib.Path) -> dict:
+  step = None if policy_config.step < 0 else policy_config.step
+  policy = policies.load(policy_config.kind, env, policy_config.path or None, step,
+                         plan=policy_config.plan, seed=policy_config.seed)
+  length = config.episode_length or None
+  episodes, trace = closed_loop.evaluate_policy(
+      env, policy, config.seed, config.num_episodes, length, config.batch_size,
+      policy_seed=policy_config.seed, record_episodes=config.videos,
+      progress=_progress(policy_config.kind))
+  meta = {"kind": policy_config.kind, "path": policy_config.path,
+          "step": policy.info.get("step")}
+  result = report_lib.build(episodes, env_name=env_name, policy=meta, seed=config.seed)
+  report_lib.write(result, out)
+  if trace is not None:
+    result["videos"] = _videos(env, episodes, trace, config, out)
+    report_lib.write(result, out)
+  return result
+
+
+def _videos(env, episodes, trace, config, out: pathlib.Path) -> list[str]:
+  from vlajax.envs import render  # pylint: disable=import-outside-toplevel
+  from vlajax.envs.manipulation import instructions  # pylint: disable=import-outside-toplevel
+  paths = []
+  fps = 1.0 / float(getattr(env, "dt", 0.05))
+  with render.BatchRenderer(env.mj_model, (config.video_camera,), config.video_size) as renderer:
+    for i in range(min(config.videos, len(episodes.success))):
+      length = int(episodes.length[i])
+      frames = video.render_episode(renderer, trace, i, length, config.video_camera)
+      task = (instructions.text(episodes.instruction[i]) if episodes.instruction[i] >= 0
+              else type(env).__name__)
+      frames = video.annotate(frames, f"{task}: {'success' if episodes.success[i] else 'failure'}",
+                              trace["success"][:length, i] > 0)
+      paths.append(str(video.write_mp4(out / "videos" / f"episode_{i:03d}.mp4", frames, fps)))
+  return paths
+
+
+def run(config: ml_collections.ConfigDict) -> dict:
+  """Runs the job (see the module doc); returns the report of `policy` (with `comparison`)."""
+  if config.num_episodes < 1:
+    raise ValueError(f"config.num_episodes must be >= 1, got {config.num_episodes}")
+  env_name, env = make_env(config)
+  if config.require_success:
+    closed_loop.check_success_metric(env, env_name)
+  out = pathlib.Path(config.out_dir)
+  result = _evaluate_one(env, env_name, config.policy, config, out / "a" if config.compare.kind
+                         else out)
+  if config.compare.kind:
+    other = _evaluate_one(env, env_name, config.compare, config, out / "b")
+    result["comparison"] = report_lib.compare(result, other)
+    (out / "comparison.md").parent.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.md").write_text(result["comparison"]["verdict"] + "\n", encoding="utf-8")
+  return result
