@@ -10,10 +10,12 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
-from experiments import sim_to_sim
+from vlajax.eval import sim_to_sim
 from vlajax.bridge.robots import PhysicsOverrides
+from vlajax.eval import stats as eval_stats
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,6 +50,38 @@ def test_sim_to_sim_plumbing_at_50hz(tmp_path):
     assert not bridge["stopped"]
     assert result["samples"] > 0 and result["lin_vel_mae"] >= 0.0
     assert result["overrides"]["friction_scale"] == 0.5
+
+
+def test_sim_to_sim_episodes_report_falls_and_errors_with_intervals(tmp_path):
+    _write_untrained_checkpoint(tmp_path)
+    cfg = sim_to_sim.SimToSimConfig(checkpoint=str(tmp_path), commands=None, commands_per_episode=2,
+                                    seconds_per_command=0.6, settle_seconds=0.2, seed=3)
+    result = sim_to_sim.run_episodes(cfg, 3)
+    episodes, summary = result["episodes"], result["summary"]
+    assert [e["episode"] for e in episodes] == [0, 1, 2] and summary["episodes"] == 3
+    # Seeded schedules from the env's command distribution: fixed per (seed, episode), different
+    # across episodes, within the amplitudes.
+    env = sim_to_sim._env(str(tmp_path))  # pylint: disable=protected-access
+    assert episodes[1]["commands"] == [list(c) for c in sim_to_sim.episode_commands(env, cfg, 1)]
+    assert episodes[0]["commands"] != episodes[1]["commands"]
+    amp = np.asarray(env.config.command_config.amplitude)
+    assert np.all(np.abs(np.asarray([e["commands"] for e in episodes])) <= amp)
+    falls = summary["falls"]
+    assert falls["falls"] == sum(e["fell"] for e in episodes) and falls["n"] == 3
+    assert (falls["ci_low"], falls["ci_high"]) == tuple(eval_stats.wilson_interval(falls["falls"], 3))
+    errors = summary["lin_vel_mae"]
+    finite = [e["lin_vel_mae"] for e in episodes if np.isfinite(e["lin_vel_mae"])]
+    assert errors["n"] == len(finite) and errors["mean"] == pytest.approx(np.mean(finite))
+    assert errors["ci_low"] <= errors["mean"] <= errors["ci_high"]
+    with pytest.raises(ValueError, match="num_episodes must be >= 1"):
+        sim_to_sim.run_episodes(cfg, 0)
+    # The in-process reference: the same executor and robot, the policy called without a socket.
+    cfg.transport = "local"
+    local = sim_to_sim.run_episodes(cfg, 1)["episodes"][0]
+    assert local["commands"] == episodes[0]["commands"] and local["bridge"]["ticks"] > 0
+    cfg.transport = "grpc"
+    with pytest.raises(ValueError, match="transport 'grpc' unknown"):
+        sim_to_sim.run_episodes(cfg, 1)
 
 
 @pytest.fixture(scope="module")
