@@ -112,3 +112,22 @@ def test_trained_policy_walks_perturbed_native_mujoco_robot(trained_checkpoint):
     assert forward["mean_measured"][0] > 0.3  # it walks forward when told to (0.8 m/s)
     assert result["lin_vel_mae"] < 0.35
     assert result["yaw_rate_mae"] < 0.5
+
+
+@pytest.mark.slow
+def test_served_policy_matches_in_process_over_20_episodes(trained_checkpoint):
+    """The same 20 seeded schedules through the websocket and in-process: the bridge's extra latency
+    (~1-3 ms of a 20 ms period, one action per tick) must not change the outcome beyond noise."""
+    results = {}
+    for transport in ("websocket", "local"):
+        cfg = sim_to_sim.SimToSimConfig(checkpoint=trained_checkpoint, commands=None,
+                                        commands_per_episode=2, seconds_per_command=4.0,
+                                        transport=transport)
+        results[transport] = sim_to_sim.run_episodes(cfg, 20)["summary"]
+    print(results)
+    served, local = results["websocket"], results["local"]
+    assert served["episodes"] == local["episodes"] == 20
+    falls = eval_stats.fisher_exact_test(served["falls"]["falls"], 20, local["falls"]["falls"], 20)
+    assert falls.p_value > 0.05
+    assert abs(served["lin_vel_mae"]["mean"] - local["lin_vel_mae"]["mean"]) < 0.1
+    assert served["hold_ticks"] <= 0.05 * served["ticks"]

@@ -67,15 +67,7 @@ def evaluate_policy(env, policy, seed: int, num_episodes: int, episode_length: i
   length = int(episode_length or env.config.episode_length)
   keys = initial_keys(seed, num_episodes)
   size = min(batch_size, num_episodes)
-  batched = rollout_lib.make_batched_env(env, length)
-
-  def run(keys, rng, record):
-    return rollout_lib.rollout(batched, policy.act, policy.init_carry(size), keys, length, rng,
-                               observe=policy.observe, record=record)
-  # One program for every batch (each MJX compile costs minutes on a CPU): with videos, every
-  # batch records, and only the first batch's trace is kept.
-  record = rollout_lib.render_trace if record_episodes else None
-  program = jax.jit(lambda keys, rng: run(keys, rng, record))
+  program = _program(env, policy, length, size, record_episodes > 0)
   parts, trace = [], None
   for b, start in enumerate(range(0, num_episodes, size)):
     chunk = keys[start:start + size]
@@ -91,6 +83,26 @@ def evaluate_policy(env, policy, seed: int, num_episodes: int, episode_length: i
     if progress is not None:
       progress(start + valid, num_episodes)
   return jax.tree.map(lambda *xs: np.concatenate(xs), *parts), trace
+
+
+_PROGRAMS: dict = {}
+
+
+def _program(env, policy, length: int, size: int, record: bool):
+  """The jitted rollout of `size` episodes, kept per (env, policy, length, size, record) so that
+  evaluating the same policy again (a second seed, a benchmark) does not recompile. One program
+  serves every batch (each MJX compile costs minutes on a CPU): with videos, every batch records."""
+  key = (id(env), id(policy), length, size, record)
+  if key not in _PROGRAMS:
+    batched = rollout_lib.make_batched_env(env, length)
+    recorder = rollout_lib.render_trace if record else None
+
+    def run(keys, rng):
+      return rollout_lib.rollout(batched, policy.act, policy.init_carry(size), keys, length, rng,
+                                 observe=policy.observe, record=recorder)
+    # The env and policy are kept with the program, so their ids are not reused while cached.
+    _PROGRAMS[key] = (jax.jit(run), env, policy)
+  return _PROGRAMS[key][0]
 
 
 def summarize(episodes: rollout_lib.Episodes, confidence: float = 0.95) -> dict:
