@@ -74,6 +74,19 @@ def test_comparison_verdicts():
   assert weak["trials_needed_per_policy"] > 100
 
 
+def test_report_without_success_metric_has_means_not_rates(tmp_path):
+  episodes = _episodes([False] * 4).replace(
+      metrics={"tracking/lin_vel_error": np.array([0.1, 0.2, 0.3, 0.4]), "reward/alive": np.ones(4)})
+  result = report.build(episodes, env_name="quadruped_joystick", has_success=False)
+  overall = result["overall"]
+  assert "successes" not in overall and "rate" not in overall and "per_task" not in result
+  assert overall["mean_tracking/lin_vel_error"] == pytest.approx(0.25) and overall["n"] == 4
+  assert "| mean_tracking/lin_vel_error | 0.25 |" in report.markdown(result)
+  assert report.scalars(result)["eval/tracking/lin_vel_error"] == pytest.approx(0.25)
+  report.write(result, tmp_path)
+  assert "has no success metric" in (tmp_path / "report.md").read_text()
+
+
 def test_report_of_nothing_is_an_error():
   with pytest.raises(ValueError, match="no episodes"):
     report.build(_episodes([]), env_name="e")

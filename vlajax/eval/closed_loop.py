@@ -42,10 +42,15 @@ def evaluate(env, act: rollout_lib.Act, carry: Any, seed: int, num_episodes: int
   return jax.tree.map(np.asarray, episodes)
 
 
+def has_success_metric(env) -> bool:
+  """Whether `env` reports `metrics["success"]` (traced, not run)."""
+  return "success" in jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics
+
+
 def check_success_metric(env, env_name: str) -> None:
   """Raises ValueError when `env` reports no `metrics["success"]` (nothing to rate)."""
-  state = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
-  if "success" not in state.metrics:
+  if not has_success_metric(env):
+    state = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
     raise ValueError(f"env '{env_name}' has no success metric (metrics: {sorted(state.metrics)});"
                      " a success rate needs an env that reports metrics['success']")
 

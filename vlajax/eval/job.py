@@ -68,7 +68,8 @@ def _progress(label: str):
   return show
 
 
-def _evaluate_one(env, env_name: str, policy_config, config, out: pathlib.Path) -> dict:
+def _evaluate_one(env, env_name: str, policy_config, config, out: pathlib.Path,
+                  has_success: bool = True) -> dict:
   step = None if policy_config.step < 0 else policy_config.step
   policy = policies.load(policy_config.kind, env, policy_config.path or None, step,
                          plan=policy_config.plan, seed=policy_config.seed)
@@ -79,15 +80,16 @@ def _evaluate_one(env, env_name: str, policy_config, config, out: pathlib.Path) 
       progress=_progress(policy_config.kind))
   meta = {"kind": policy_config.kind, "path": policy_config.path,
           "step": policy.info.get("step")}
-  result = report_lib.build(episodes, env_name=env_name, policy=meta, seed=config.seed)
+  result = report_lib.build(episodes, env_name=env_name, policy=meta, seed=config.seed,
+                            has_success=has_success)
   report_lib.write(result, out)
   if trace is not None:
-    result["videos"] = _videos(env, episodes, trace, config, out)
+    result["videos"] = _videos(env, episodes, trace, config, out, has_success)
     report_lib.write(result, out)
   return result
 
 
-def _videos(env, episodes, trace, config, out: pathlib.Path) -> list[str]:
+def _videos(env, episodes, trace, config, out: pathlib.Path, has_success: bool) -> list[str]:
   from vlajax.envs import render  # pylint: disable=import-outside-toplevel
   from vlajax.envs.manipulation import instructions  # pylint: disable=import-outside-toplevel
   paths = []
@@ -98,7 +100,9 @@ def _videos(env, episodes, trace, config, out: pathlib.Path) -> list[str]:
       frames = video.render_episode(renderer, trace, i, length, config.video_camera)
       task = (instructions.text(episodes.instruction[i]) if episodes.instruction[i] >= 0
               else type(env).__name__)
-      frames = video.annotate(frames, f"{task}: {'success' if episodes.success[i] else 'failure'}",
+      outcome = ("success" if episodes.success[i] else "failure") if has_success else (
+          f"return {episodes.episode_return[i]:.1f}")
+      frames = video.annotate(frames, f"{task}: {outcome}",
                               trace["success"][:length, i] > 0)
       paths.append(str(video.write_mp4(out / "videos" / f"episode_{i:03d}.mp4", frames, fps)))
   return paths
@@ -111,11 +115,14 @@ def run(config: ml_collections.ConfigDict) -> dict:
   env_name, env = make_env(config)
   if config.require_success:
     closed_loop.check_success_metric(env, env_name)
+  has_success = closed_loop.has_success_metric(env)
   out = pathlib.Path(config.out_dir)
-  result = _evaluate_one(env, env_name, config.policy, config, out / "a" if config.compare.kind
-                         else out)
+  if config.compare.kind and not has_success:
+    raise ValueError(f"comparing two policies needs a success metric; env '{env_name}' has none")
+  result = _evaluate_one(env, env_name, config.policy, config,
+                         out / "a" if config.compare.kind else out, has_success)
   if config.compare.kind:
-    other = _evaluate_one(env, env_name, config.compare, config, out / "b")
+    other = _evaluate_one(env, env_name, config.compare, config, out / "b", has_success)
     result["comparison"] = report_lib.compare(result, other)
     (out / "comparison.md").parent.mkdir(parents=True, exist_ok=True)
     (out / "comparison.md").write_text(result["comparison"]["verdict"] + "\n", encoding="utf-8")

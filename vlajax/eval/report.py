@@ -27,14 +27,17 @@ from vlajax.envs.rollout import Episodes
 from vlajax.eval import stats
 
 
-def _group(episodes: Episodes, mask: np.ndarray) -> dict:
-  success = np.asarray(episodes.success)[mask]
-  summary = stats.success_summary(success)
-  reached = np.asarray(episodes.time_to_success)[mask][success]
-  summary.update(
-      mean_return=float(np.mean(np.asarray(episodes.episode_return)[mask])),
-      mean_length=float(np.mean(np.asarray(episodes.length)[mask])),
-      mean_time_to_success=float(np.mean(reached)) if reached.size else None)
+def _group(episodes: Episodes, mask: np.ndarray, has_success: bool = True) -> dict:
+  summary = {"n": int(mask.sum())}
+  if has_success:
+    success = np.asarray(episodes.success)[mask]
+    summary = stats.success_summary(success)
+    reached = np.asarray(episodes.time_to_success)[mask][success]
+    summary["mean_time_to_success"] = float(np.mean(reached)) if reached.size else None
+  summary.update(mean_return=float(np.mean(np.asarray(episodes.episode_return)[mask])),
+                 mean_length=float(np.mean(np.asarray(episodes.length)[mask])))
+  summary.update({f"mean_{k}": float(np.mean(np.asarray(v)[mask]))
+                  for k, v in episodes.metrics.items() if not has_success and "/" in k})
   return summary
 
 
@@ -43,14 +46,18 @@ def _groups(episodes: Episodes, labels: np.ndarray) -> dict:
 
 
 def build(episodes: Episodes, *, env_name: str, policy: dict | None = None,
-          seed: int | None = None) -> dict:
-  """The report dict of `episodes` (numpy or jax leaves, leading axis = episodes)."""
+          seed: int | None = None, has_success: bool = True) -> dict:
+  """The report dict of `episodes` (numpy or jax leaves, leading axis = episodes). For an env
+  without a success signal (`has_success=False`) the groups hold n, mean return / length and the
+  per-episode means of the env's metrics (e.g. `mean_tracking/lin_vel_error`), no rates."""
   n = int(np.asarray(episodes.success).shape[0])
   if n < 1:
     raise ValueError("no episodes to report")
   report: dict[str, Any] = {"env": env_name, "policy": policy or {}, "seed": seed,
-                            "overall": _group(episodes, np.ones(n, bool))}
+                            "overall": _group(episodes, np.ones(n, bool), has_success)}
   instruction = np.asarray(episodes.instruction)
+  if not has_success:
+    return report
   if np.all(instruction < 0):
     report["per_task"] = {env_name: report["overall"]}
     return report
@@ -77,6 +84,12 @@ def _cell(s: dict) -> str:
 def markdown(report: dict) -> str:
   """Markdown tables: per task (and per split, and the generalization matrix for language envs)."""
   policy = report.get("policy") or {}
+  if "successes" not in report["overall"]:   # no success signal: means only
+    rows = [f"| {k} | {v:.4g} |" for k, v in report["overall"].items()]
+    return "\n".join([f"## {report['env']}: {policy.get('kind', 'policy')} "
+                      f"{policy.get('path') or ''}".rstrip(), "", f"Seed {report.get('seed')}; "
+                      "the env has no success metric.", "", "| quantity | value |", "|---|---|",
+                      *rows]) + "\n"
   lines = [f"## {report['env']}: {policy.get('kind', 'policy')} {policy.get('path') or ''}".rstrip(),
            "", f"Seed {report.get('seed')}; success rate with its Wilson 95% interval.", "",
            "| task | n | successes | rate | 95% interval | mean return |", "|---|---|---|---|---|---|"]
@@ -102,6 +115,9 @@ def markdown(report: dict) -> str:
 
 def scalars(report: dict) -> dict[str, float]:
   """TensorBoard / JSONL scalars: overall and per task (and per split) success rates."""
+  if "successes" not in report["overall"]:
+    return {f"eval/{k[5:] if k.startswith('mean_') else k}": v
+            for k, v in report["overall"].items() if k != "n"}
   out = {"eval/success_rate": report["overall"]["rate"],
          "eval/episode_return": report["overall"]["mean_return"]}
   for group in ("per_task", "per_split"):
