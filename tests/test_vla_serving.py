@@ -73,6 +73,32 @@ def test_checkpoint_loads_and_matches_the_model_sampler(run):
   assert np.abs(fn(obs) - fn(obs)).max() > 1e-4
 
 
+def test_batched_policy_is_jittable_and_matches_the_sampler(run):
+  result, _ = run
+  chunk_fn, info = policy_lib.load_batched_policy(result["run_dir"])
+  model = policy_lib.restore_params(result["run_dir"])[0]
+  cfg = model.config
+  rows = [_observation(cfg, row=r) for r in range(2)]
+  obs = {"images": {c: np.stack([o["image"][c] for o in rows]) for c in ("primary", "wrist")},
+         "state": np.stack([o["state"] for o in rows]),
+         "tokens": np.stack([o["tokens"] for o in rows]),
+         "token_mask": np.stack([o["token_mask"] for o in rows])}
+  key = jax.random.PRNGKey(3)
+  chunks = jax.jit(chunk_fn)(obs, key)
+  assert chunks.shape == (2, cfg.action_horizon, cfg.action_dim)
+  assert info["action_horizon"] == cfg.action_horizon and info["prompt"] == "tokens"
+  batch = {"images": np.concatenate([_model_batch(o, o["tokens"], o["token_mask"])["images"]
+                                     for o in rows]),
+           "image_mask": np.ones((2, 2), bool), "tokens": obs["tokens"],
+           "token_mask": obs["token_mask"], "state": obs["state"]}
+  direct = train_lib.make_sampler(model, 10, True)(result["state"].ema_params, batch, key)
+  np.testing.assert_allclose(np.asarray(chunks), np.asarray(direct), atol=1e-5, rtol=1e-5)
+  with pytest.raises(KeyError, match="images/wrist"):
+    chunk_fn(dict(obs, images={"primary": obs["images"]["primary"]}), key)
+  with pytest.raises(ValueError, match="state has 3 dims"):
+    chunk_fn(dict(obs, state=obs["state"][:, :3]), key)
+
+
 def test_bad_observations_and_options_are_named(run):
   result, _ = run
   fn, _ = load_policy(result["run_dir"], step=2, prompt="tokens")

@@ -5,13 +5,14 @@ gemma (multi-expert Gemma decoder), pi0 (the model, KV-cached flow sampling), ba
 conversion from ``vlajax.data``), synthetic (a learnable synthetic dataset), sharding (FSDP x data),
 train (state, optimizer, freezing, train/eval steps), hf_import (PaliGemma safetensors),
 tokenizer (local HuggingFace tokenizers), policy (``load_policy``: a checkpoint as an
-observation -> action-chunk function, for ``vlajax.bridge``).
+observation -> action-chunk function, for ``vlajax.bridge``; ``load_batched_policy``: the batched,
+jittable variant for closed-loop rollouts).
 """
 
 
 def __getattr__(name):
   # Lazy, so that importing the package does not start JAX / read checkpoints machinery.
-  if name == "load_policy":
-    from vlajax.vla.policy import load_policy  # pylint: disable=import-outside-toplevel
-    return load_policy
+  if name in ("load_policy", "load_batched_policy"):
+    from vlajax.vla import policy  # pylint: disable=import-outside-toplevel
+    return getattr(policy, name)
   raise AttributeError(f"module 'vlajax.vla' has no attribute {name!r}")

@@ -93,6 +93,87 @@ def _dataset_normalization(norm: Mapping[str, Any] | None, dataset_name: str | N
   return dataset_name, datasets[dataset_name], norm["mode"]
 
 
+def _restore_for_serving(path, step, use_ema: bool, dataset_name: str | None):
+  """What both loaders need: (run_dir, model, params, config, meta, which, cameras, dataset name,
+  its normalization entry (or None), mode, state_dim, action_dim)."""
+  run_dir = _checkpoint_dir(pathlib.Path(path)).parent
+  model, params, config, meta, which = restore_params(path, step, use_ema)
+  cfg = model.config
+  name, norm, mode = _dataset_normalization(data_sources.load_normalization(run_dir), dataset_name)
+  cameras = CAMERAS[:cfg.num_cameras]
+  if len(cameras) < cfg.num_cameras:
+    raise ValueError(f"the model has {cfg.num_cameras} cameras; serving knows only {CAMERAS}")
+  state_dim = int(norm["proprio_dim"]) if norm else cfg.state_dim
+  action_dim = int(norm["action_dim"]) if norm else cfg.action_dim
+  if state_dim > cfg.state_dim or action_dim > cfg.action_dim:
+    raise ValueError(f"dataset {name!r} has {state_dim} state / {action_dim} action dims; the model "
+                     f"has {cfg.state_dim} / {cfg.action_dim}")
+  return (run_dir, model, params, config, meta, which, cameras, name, norm, mode, state_dim,
+          action_dim)
+
+
+def _chunk_sampler(model, norm, mode: str, action_dim: int, state_dim: int, num_steps: int):
+  """`sample(params, images uint8[B, C, S, S, 3], tokens, token_mask, state f32[B, p], rng) ->
+  f32[B, H, a]`: the dataset-unit state normalized and padded, the model's Euler sampler, the
+  actions cut to the dataset's dims and un-normalized (traceable)."""
+  cfg = model.config
+
+  def sample(params, images, tokens, token_mask, state, rng):
+    if norm is not None and norm.get("proprio") and state_dim:
+      state = _normalize(state, norm["proprio"], mode, norm["proprio_normalize_mask"])
+    state = jnp.pad(jnp.asarray(state, jnp.float32),
+                    ((0, 0), (0, cfg.state_dim - state.shape[-1])))
+    obs = {"images": images.astype(jnp.float32) / 127.5 - 1.0,
+           "image_mask": jnp.ones(images.shape[:2], bool),
+           "tokens": tokens, "token_mask": token_mask, "state": state}
+    chunk = model.apply(params, obs, rng, num_steps, method=Pi0.sample_actions)[..., :action_dim]
+    if norm is not None:
+      chunk = _unnormalize(chunk, norm["action"], mode, norm["action_normalize_mask"])
+    return chunk
+  return sample
+
+
+def load_batched_policy(path: str | pathlib.Path, step: int | None = None, *,
+                        use_ema: bool = True, num_steps: int = 10,
+                        dataset_name: str | None = None) -> tuple[Callable, dict]:
+  """A ``train_vla`` checkpoint -> ``(chunk_fn, info)`` for batched, jitted closed-loop rollouts.
+
+  ``chunk_fn(obs, rng) -> f32[B, H, a]`` is traceable (jit it, or call it inside a rollout's scan;
+  ``policies.chunking`` adapts it to a step policy). ``obs``: ``"images"`` {camera: uint8[B, S, S,
+  3]} for the model's cameras, ``"state"`` f32[B, p] in the dataset's units, ``"tokens"`` i32[B, L]
+  and ``"token_mask"`` bool[B, L] (pre-tokenized: tokenizing is host work; tokenize an env's
+  instruction table once). Normalization as ``load_policy``; ``info`` as ``load_policy``'s without
+  the wire observation spec (``prompt`` = "tokens").
+  """
+  (run_dir, model, params, config, meta, which, cameras, name, norm, mode, state_dim,
+   action_dim) = _restore_for_serving(path, step, use_ema, dataset_name)
+  cfg = model.config
+  sample = _chunk_sampler(model, norm, mode, action_dim, state_dim, num_steps)
+
+  def chunk_fn(obs: Mapping[str, Any], rng: jax.Array) -> jax.Array:
+    missing = [k for k in ("images", "state", "tokens", "token_mask") if k not in obs]
+    missing += [f"images/{c}" for c in cameras if c not in obs.get("images", {})]
+    if missing:
+      raise KeyError(f"batched VLA observation is missing {missing}")
+    images = jnp.stack([jnp.asarray(obs["images"][c]) for c in cameras], axis=1)
+    if images.shape[2:] != (cfg.vision.image_size, cfg.vision.image_size, 3):
+      raise ValueError(f"images have shape {images.shape[2:]} per camera, the model takes "
+                       f"{(cfg.vision.image_size, cfg.vision.image_size, 3)}")
+    if obs["state"].shape[-1] != state_dim:
+      raise ValueError(f"state has {obs['state'].shape[-1]} dims, expected {state_dim}")
+    return sample(params, images, obs["tokens"], obs["token_mask"], obs["state"], rng)
+
+  info = {"model_id": f"vla:{config['model']['preset']}:{run_dir.name}@{meta['step']}",
+          "action_horizon": cfg.action_horizon, "chunk_length": cfg.action_horizon,
+          "action_dim": action_dim, "state_dim": state_dim, "cameras": list(cameras),
+          "step": int(meta["step"]), "params": which, "prompt": "tokens", "dataset_name": name,
+          "normalization": mode, "max_token_len": cfg.max_token_len}
+  control_hz = config.get("data", {}).get("control_hz")
+  if control_hz:
+    info["control_hz"] = float(control_hz)
+  return chunk_fn, info
+
+
 def load_policy(path: str | pathlib.Path, step: int | None = None, *, use_ema: bool = True,
                 num_steps: int = 10, prompt: str = "text", dataset_name: str | None = None,
                 seed: int = 0, fixed_noise: bool = False) -> tuple[Callable[..., np.ndarray], dict]:
@@ -109,18 +190,9 @@ def load_policy(path: str | pathlib.Path, step: int | None = None, *, use_ema: b
   """
   if prompt not in PROMPT_MODES:
     raise ValueError(f"prompt={prompt!r}; choose one of {PROMPT_MODES}")
-  run_dir = _checkpoint_dir(pathlib.Path(path)).parent
-  model, params, config, meta, which = restore_params(path, step, use_ema)
+  (run_dir, model, params, config, meta, which, cameras, name, norm, mode, state_dim,
+   action_dim) = _restore_for_serving(path, step, use_ema, dataset_name)
   cfg = model.config
-  name, norm, mode = _dataset_normalization(data_sources.load_normalization(run_dir), dataset_name)
-  cameras = CAMERAS[:cfg.num_cameras]
-  if len(cameras) < cfg.num_cameras:
-    raise ValueError(f"the model has {cfg.num_cameras} cameras; serving knows only {CAMERAS}")
-  state_dim = int(norm["proprio_dim"]) if norm else cfg.state_dim
-  action_dim = int(norm["action_dim"]) if norm else cfg.action_dim
-  if state_dim > cfg.state_dim or action_dim > cfg.action_dim:
-    raise ValueError(f"dataset {name!r} has {state_dim} state / {action_dim} action dims; the model "
-                     f"has {cfg.state_dim} / {cfg.action_dim}")
 
   s = cfg.vision.image_size
   spec = {"image": {cam: {"shape": [s, s, 3], "dtype": "uint8"} for cam in cameras},
@@ -135,15 +207,7 @@ def load_policy(path: str | pathlib.Path, step: int | None = None, *, use_ema: b
     spec["token_mask"] = {"shape": [cfg.max_token_len], "dtype": "bool"}
     tokenizer = None
 
-  def sample(params, images, tokens, token_mask, state, rng):
-    obs = {"images": images.astype(jnp.float32) / 127.5 - 1.0,
-           "image_mask": jnp.ones(images.shape[:2], bool),
-           "tokens": tokens, "token_mask": token_mask, "state": state}
-    chunk = model.apply(params, obs, rng, num_steps, method=Pi0.sample_actions)[0, :, :action_dim]
-    if norm is not None:
-      chunk = _unnormalize(chunk, norm["action"], mode, norm["action_normalize_mask"])
-    return chunk
-
+  sample = _chunk_sampler(model, norm, mode, action_dim, state_dim, num_steps)
   sample = jax.jit(sample)
   base_key = jax.random.PRNGKey(seed)
   counter = {"calls": 0}
@@ -160,16 +224,13 @@ def load_policy(path: str | pathlib.Path, step: int | None = None, *, use_ema: b
     """One observation (see the module doc) -> float32[H, a] action chunk."""
     obs = _validated(observation, spec)
     images = np.stack([obs["image"][cam] for cam in cameras])[None]
-    state = obs["state"]
-    if norm is not None and norm.get("proprio") and state_dim:
-      state = _normalize(state, norm["proprio"], mode, norm["proprio_normalize_mask"])
-    state = np.pad(state, (0, cfg.state_dim - state_dim))[None].astype(np.float32)
+    state = np.asarray(obs["state"], np.float32)[None]
     if tokenizer is not None:
       tokens, token_mask = tokenizer([obs["prompt"]])
     else:
       tokens, token_mask = obs["tokens"][None], obs["token_mask"][None]
     chunk = sample(params, images, tokens, token_mask, state, next_key() if rng is None else rng)
-    return np.asarray(chunk, np.float32)
+    return np.asarray(chunk[0], np.float32)
 
   info = {
       "model_id": f"vla:{config['model']['preset']}:{run_dir.name}@{meta['step']}",
@@ -186,15 +247,15 @@ def load_policy(path: str | pathlib.Path, step: int | None = None, *, use_ema: b
 # The formulas of ``vlajax.data.normalization`` (which would import TensorFlow to check its input type).
 def _normalize(x: np.ndarray, stats: Mapping[str, Any], mode: str, mask) -> np.ndarray:
   """Native state -> the normalized units the model was trained on (masked-out dims unchanged)."""
-  x = np.asarray(x, np.float32)
+  x = jnp.asarray(x, jnp.float32)
   if mode == "normal":
-    y = (x - np.asarray(stats["mean"], np.float32)) / (np.asarray(stats["std"], np.float32) + EPS)
+    y = (x - jnp.asarray(stats["mean"], jnp.float32)) / (jnp.asarray(stats["std"], jnp.float32) + EPS)
   elif mode == "bounds":
-    lo, hi = np.asarray(stats["q01"], np.float32), np.asarray(stats["q99"], np.float32)
-    y = np.clip(2.0 * (x - lo) / (hi - lo + EPS) - 1.0, -1.0, 1.0)
+    lo, hi = jnp.asarray(stats["q01"], jnp.float32), jnp.asarray(stats["q99"], jnp.float32)
+    y = jnp.clip(2.0 * (x - lo) / (hi - lo + EPS) - 1.0, -1.0, 1.0)
   else:
     return x
-  return np.where(np.asarray(mask, bool), y, x).astype(np.float32)
+  return jnp.where(jnp.asarray(mask, bool), y, x)
 
 
 def _unnormalize(y: jnp.ndarray, stats: Mapping[str, Any], mode: str, mask) -> jnp.ndarray:
