@@ -141,6 +141,15 @@ def test_policy_loaders_name_the_problem(tmp_path):
     policies._check_fits(env, dict(info, action_size=1, obs_key="pixels"), "ppo", "runs/x")  # pylint: disable=protected-access
 
 
+def test_videos_go_to_the_first_episode_of_each_task():
+  assert job.video_episodes(np.full(5, -1), 2) == [0, 1]
+  pick_red = [i for i, e in enumerate(ins.INSTRUCTIONS) if (e.family, e.object) == ("pick", "red")]
+  push = next(i for i, e in enumerate(ins.INSTRUCTIONS) if e.family == "push")
+  # episodes 0 and 1 are the same task in two phrasings; 2 is another task
+  assert job.video_episodes(np.array([pick_red[0], pick_red[1], push, push]), 5) == [0, 2]
+  assert job.video_episodes(np.array([pick_red[0], push]), 1) == [0]
+
+
 def test_eval_job_config_and_bad_input(tmp_path):
   assert job.parse_overrides("split=heldout, grid=3,noise=0.5") == {
       "split": "heldout", "grid": 3, "noise": 0.5}

@@ -76,7 +76,8 @@ def _evaluate_one(env, env_name: str, policy_config, config, out: pathlib.Path,
   length = config.episode_length or None
   episodes, trace = closed_loop.evaluate_policy(
       env, policy, config.seed, config.num_episodes, length, config.batch_size,
-      policy_seed=policy_config.seed, record_episodes=config.videos,
+      policy_seed=policy_config.seed,
+      record_episodes=min(config.batch_size, config.num_episodes) if config.videos else 0,
       progress=_progress(policy_config.kind))
   meta = {"kind": policy_config.kind, "path": policy_config.path,
           "step": policy.info.get("step")}
@@ -89,13 +90,27 @@ def _evaluate_one(env, env_name: str, policy_config, config, out: pathlib.Path,
   return result
 
 
+def video_episodes(instruction, count: int) -> list[int]:
+  """Which recorded episodes get videos: the first `count`, or for a language env the first
+  episode of each task (family, object, goal), in order, up to `count`."""
+  from vlajax.envs.manipulation import instructions  # pylint: disable=import-outside-toplevel
+  instruction = [int(i) for i in instruction]
+  if not instruction or instruction[0] < 0:
+    return list(range(min(count, len(instruction))))
+  first = {}
+  for index, ins_id in enumerate(instruction):
+    e = instructions.INSTRUCTIONS[ins_id]
+    first.setdefault((e.family, e.object, e.goal), index)
+  return sorted(first.values())[:count]
+
+
 def _videos(env, episodes, trace, config, out: pathlib.Path, has_success: bool) -> list[str]:
   from vlajax.envs import render  # pylint: disable=import-outside-toplevel
   from vlajax.envs.manipulation import instructions  # pylint: disable=import-outside-toplevel
   paths = []
   fps = 1.0 / float(getattr(env, "dt", 0.05))
   with render.BatchRenderer(env.mj_model, (config.video_camera,), config.video_size) as renderer:
-    for i in range(min(config.videos, len(episodes.success))):
+    for i in video_episodes(episodes.instruction[:trace["qpos"].shape[1]], config.videos):
       length = int(episodes.length[i])
       frames = video.render_episode(renderer, trace, i, length, config.video_camera)
       task = (instructions.text(episodes.instruction[i]) if episodes.instruction[i] >= 0
