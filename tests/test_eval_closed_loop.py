@@ -1,8 +1,6 @@
 """Closed-loop evaluation: fixed seeded initial states, per-episode outcomes (success, return,
-length, time to success), chunked execution, and RL evaluation on the same rollout."""
-import json
-
-import av
+length, time to success), chunked execution, and RL evaluation on the same rollout. The whole
+evaluation job on an arm task (it renders videos) is in test_eval_video.py."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,10 +8,9 @@ import pytest
 
 from vlajax import envs
 from vlajax.envs import rollout as rollout_lib
-from vlajax.eval import closed_loop, job, policies, stats
+from vlajax.eval import closed_loop
 from vlajax.policies import chunking
 from vlajax.rl import evaluation
-from experiments.configs import eval_policy as eval_config
 
 
 def test_initial_keys_fix_the_initial_states():
@@ -42,43 +39,6 @@ def test_rl_evaluation_is_the_mean_of_the_rollout_episodes():
   np.testing.assert_allclose(means["eval/episode_return"], episodes.episode_return.mean(), rtol=1e-6)
   np.testing.assert_allclose(means["eval/episode_length"], episodes.length.mean(), rtol=1e-6)
   assert not episodes.success.any() and np.all(episodes.time_to_success == -1)  # no success signal
-
-
-def test_eval_job_scripted_vs_random_on_reach(tmp_path):
-  """The whole job on `arm_reach`: the expert succeeds on every fixed state, random actions on none;
-  time to success agrees with the recorded per-step flags; report, videos and the verdict."""
-  config = eval_config.get_config("scripted")
-  config.update(dict(num_episodes=6, batch_size=4, episode_length=60, seed=11, videos=2,
-                     video_size=32, out_dir=str(tmp_path)))
-  config.compare.kind = "random"
-  progress = []
-  result = job.run(config)
-  a, b = result["overall"], result["comparison"]["b"]
-  assert (a["n"], a["successes"]) == (6, 6) and b["successes"] == 0
-  assert (a["ci_low"], a["ci_high"]) == tuple(stats.wilson_interval(6, 6))
-  assert result["comparison"]["p_value"] == pytest.approx(
-      stats.fisher_exact_test(6, 6, 0, 6, alternative="greater").p_value)
-  assert result["comparison"]["verdict"].startswith("A > B")
-  saved = json.loads((tmp_path / "a" / "report.json").read_text())
-  assert saved["overall"]["successes"] == 6 and len(saved["videos"]) == 2
-  assert (tmp_path / "comparison.md").read_text().startswith("A > B")
-  for path in saved["videos"]:
-    with av.open(path) as container:
-      assert sum(1 for _ in container.decode(video=0)) > 1
-
-  # The same states and program through the library: time to success = first recorded success.
-  env = envs.make("arm_reach", action_space="ee_delta")
-  episodes, trace = closed_loop.evaluate_policy(env, policies.load("scripted", env), 11, 6, 60,
-                                                batch_size=4, record_episodes=2,
-                                                progress=lambda d, t: progress.append((d, t)))
-  assert progress == [(4, 6), (6, 6)]
-  flags = trace["success"] > 0                                   # [60, 2]
-  first = np.where(flags.any(0), flags.argmax(0) + 1, -1)
-  np.testing.assert_array_equal(episodes.time_to_success[:2], first)
-  assert np.all(episodes.time_to_success <= episodes.length)
-  assert saved["overall"]["mean_time_to_success"] == pytest.approx(episodes.time_to_success.mean())
-  summary = closed_loop.summarize(episodes)
-  assert summary["successes"] == 6 and summary["n"] == 6
 
 
 def _counting_chunks(obs, rng):

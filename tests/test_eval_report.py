@@ -1,16 +1,15 @@
-"""Evaluation reports (grouping, markdown, scalars, comparison verdicts), rollout videos, policy
-loaders' bad input and the eval job's config handling, on constructed episodes (no MJX compile)."""
+"""Evaluation reports (grouping, markdown, scalars, comparison verdicts), policy loaders' bad input
+and the eval job's config handling, on constructed episodes (no MJX compile). Videos (EGL
+rendering) are in test_eval_video.py, run in a fresh process."""
 import json
 
-import av
 import numpy as np
 import pytest
 
 from vlajax import envs
-from vlajax.envs import render
 from vlajax.envs.manipulation import instructions as ins
 from vlajax.envs.rollout import Episodes
-from vlajax.eval import job, policies, report, stats, video
+from vlajax.eval import job, policies, report, stats
 from experiments.configs import eval_policy as eval_config
 
 
@@ -90,37 +89,6 @@ def test_report_without_success_metric_has_means_not_rates(tmp_path):
 def test_report_of_nothing_is_an_error():
   with pytest.raises(ValueError, match="no episodes"):
     report.build(_episodes([]), env_name="e")
-
-
-def test_video_of_recorded_states_is_a_readable_mp4(tmp_path):
-  env = envs.make("arm_reach")
-  model = env.mj_model
-  steps = 6
-  qpos = np.repeat(model.qpos0[None, None], steps, 0).repeat(2, 1)
-  qpos[:, 0, 0] = np.linspace(-1.0, 1.0, steps)           # episode 0 turns its base joint
-  data = env.make_data()
-  trace = {"qpos": qpos,
-           "mocap_pos": np.broadcast_to(np.asarray(data.mocap_pos), (steps, 2, model.nmocap, 3)),
-           "mocap_quat": np.broadcast_to(np.asarray(data.mocap_quat), (steps, 2, model.nmocap, 4)),
-           "success": np.zeros((steps, 2))}
-  trace["success"][3:, 0] = 1
-  with render.BatchRenderer(model, ("primary",), 32) as renderer:
-    frames = video.render_episode(renderer, trace, 0, length=5)
-    with pytest.raises(IndexError, match="episode 2 not in the trace"):
-      video.render_episode(renderer, trace, 2)
-  assert frames.shape == (5, 32, 32, 3) and frames.dtype == np.uint8
-  assert not np.array_equal(frames[0], frames[-1])           # the arm moved
-  annotated = video.annotate(frames, "reach the target", trace["success"][:5, 0] > 0)
-  assert annotated.shape == (5, 64 + 16, 64, 3)
-  bar = annotated[:, -4, 32]
-  np.testing.assert_array_equal(bar[2], video.RUNNING_RGB)
-  np.testing.assert_array_equal(bar[3], video.SUCCESS_RGB)   # latched from the first success
-  path = video.write_mp4(tmp_path / "v" / "episode.mp4", annotated, fps=50)
-  with av.open(str(path)) as container:
-    decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-  assert len(decoded) == 5 and decoded[0].shape == (80, 64, 3)
-  with pytest.raises(ValueError, match="uint8"):
-    video.write_mp4(tmp_path / "bad.mp4", annotated.astype(np.float32), fps=50)
 
 
 def test_policy_loaders_name_the_problem(tmp_path):

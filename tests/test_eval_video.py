@@ -1,0 +1,92 @@
+"""The evaluation job end to end with rollout videos (EGL rendering): runs in a fresh process.
+
+Like tests/test_envs_render.py, these tests create EGL contexts, which segfaulted inside long-lived
+pytest-xdist workers; `tests/test_envs_render_isolated.py` runs this file in a fresh process with
+`VLAJAX_RENDER_TESTS=1` (directly: `VLAJAX_RENDER_TESTS=1 python -m pytest -n 0
+tests/test_eval_video.py`).
+"""
+import json
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+# pylint: disable=wrong-import-position
+import av
+import numpy as np
+import pytest
+
+from experiments.configs import eval_policy as eval_config
+from vlajax import envs
+from vlajax.envs import render
+from vlajax.eval import closed_loop, job, policies, stats, video
+
+pytestmark = pytest.mark.skipif(os.environ.get("VLAJAX_RENDER_TESTS") != "1",
+                                reason="run in a fresh process by test_envs_render_isolated.py")
+
+
+def test_video_of_recorded_states_is_a_readable_mp4(tmp_path):
+  env = envs.make("arm_reach")
+  model = env.mj_model
+  steps = 6
+  qpos = np.repeat(model.qpos0[None, None], steps, 0).repeat(2, 1)
+  qpos[:, 0, 0] = np.linspace(-1.0, 1.0, steps)           # episode 0 turns its base joint
+  data = env.make_data()
+  trace = {"qpos": qpos,
+           "mocap_pos": np.broadcast_to(np.asarray(data.mocap_pos), (steps, 2, model.nmocap, 3)),
+           "mocap_quat": np.broadcast_to(np.asarray(data.mocap_quat), (steps, 2, model.nmocap, 4)),
+           "success": np.zeros((steps, 2))}
+  trace["success"][3:, 0] = 1
+  with render.BatchRenderer(model, ("primary",), 32) as renderer:
+    frames = video.render_episode(renderer, trace, 0, length=5)
+    with pytest.raises(IndexError, match="episode 2 not in the trace"):
+      video.render_episode(renderer, trace, 2)
+  assert frames.shape == (5, 32, 32, 3) and frames.dtype == np.uint8
+  assert not np.array_equal(frames[0], frames[-1])           # the arm moved
+  annotated = video.annotate(frames, "reach the target", trace["success"][:5, 0] > 0)
+  assert annotated.shape == (5, 64 + 16, 64, 3)
+  bar = annotated[:, -4, 32]
+  np.testing.assert_array_equal(bar[2], video.RUNNING_RGB)
+  np.testing.assert_array_equal(bar[3], video.SUCCESS_RGB)   # latched from the first success
+  path = video.write_mp4(tmp_path / "v" / "episode.mp4", annotated, fps=50)
+  with av.open(str(path)) as container:
+    decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+  assert len(decoded) == 5 and decoded[0].shape == (80, 64, 3)
+  with pytest.raises(ValueError, match="uint8"):
+    video.write_mp4(tmp_path / "bad.mp4", annotated.astype(np.float32), fps=50)
+
+
+def test_eval_job_scripted_vs_random_on_reach(tmp_path):
+  """The whole job on `arm_reach`: the expert succeeds on every fixed state, random actions on none;
+  time to success agrees with the recorded per-step flags; report, videos and the verdict."""
+  config = eval_config.get_config("scripted")
+  config.update(dict(num_episodes=6, batch_size=4, episode_length=60, seed=11, videos=2,
+                     video_size=32, out_dir=str(tmp_path)))
+  config.compare.kind = "random"
+  progress = []
+  result = job.run(config)
+  a, b = result["overall"], result["comparison"]["b"]
+  assert (a["n"], a["successes"]) == (6, 6) and b["successes"] == 0
+  assert (a["ci_low"], a["ci_high"]) == tuple(stats.wilson_interval(6, 6))
+  assert result["comparison"]["p_value"] == pytest.approx(
+      stats.fisher_exact_test(6, 6, 0, 6, alternative="greater").p_value)
+  assert result["comparison"]["verdict"].startswith("A > B")
+  saved = json.loads((tmp_path / "a" / "report.json").read_text())
+  assert saved["overall"]["successes"] == 6 and len(saved["videos"]) == 2
+  assert (tmp_path / "comparison.md").read_text().startswith("A > B")
+  for path in saved["videos"]:
+    with av.open(path) as container:
+      assert sum(1 for _ in container.decode(video=0)) > 1
+
+  # The same states and program through the library: time to success = first recorded success.
+  env = envs.make("arm_reach", action_space="ee_delta")
+  episodes, trace = closed_loop.evaluate_policy(env, policies.load("scripted", env), 11, 6, 60,
+                                                batch_size=4, record_episodes=2,
+                                                progress=lambda d, t: progress.append((d, t)))
+  assert progress == [(4, 6), (6, 6)]
+  flags = trace["success"] > 0                                   # [60, 2]
+  first = np.where(flags.any(0), flags.argmax(0) + 1, -1)
+  np.testing.assert_array_equal(episodes.time_to_success[:2], first)
+  assert np.all(episodes.time_to_success <= episodes.length)
+  assert saved["overall"]["mean_time_to_success"] == pytest.approx(episodes.time_to_success.mean())
+  summary = closed_loop.summarize(episodes)
+  assert summary["successes"] == 6 and summary["n"] == 6
