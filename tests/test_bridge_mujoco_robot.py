@@ -74,7 +74,7 @@ def test_quadruped_observation_matches_the_mjx_env():
     import jax  # pylint: disable=import-outside-toplevel
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
     from mujoco import mjx  # pylint: disable=import-outside-toplevel
-    from vlajax.envs import randomization as dr_lib  # pylint: disable=import-outside-toplevel
+    from vlajax.envs.locomotion import randomization as dr_lib  # pylint: disable=import-outside-toplevel
     from vlajax.envs import registry  # pylint: disable=import-outside-toplevel
 
     env = registry.make("quadruped_joystick", **{"noise_config.level": 0.0, "randomization.enabled": False})

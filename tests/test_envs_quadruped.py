@@ -13,7 +13,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from vlajax import envs
 from vlajax.core.mesh import make_mesh
-from vlajax.envs import randomization as dr_lib
+from vlajax.envs.locomotion import randomization as dr_lib
 from vlajax.envs.locomotion import quadruped_joystick as qj
 
 BATCH = 64

@@ -13,7 +13,8 @@ import pytest
 
 from vlajax import envs
 from vlajax.envs import adr
-from vlajax.envs import randomization as dr_lib
+from vlajax.envs import randomization as generic_dr
+from vlajax.envs.locomotion import randomization as dr_lib
 from vlajax.envs.locomotion import quadruped_joystick as qj
 
 from test_envs_quadruped import BATCH, batched_ranges, compiled
@@ -342,7 +343,7 @@ def test_camera_and_light_perturbation():
   env = envs.make("quadruped_joystick")
   model = env.mjx_model
   assert model.cam_pos.shape[0] == 2 and model.light_pos.shape[0] == 1
-  out = jax.jit(jax.vmap(lambda k: dr_lib.camera_light_fields(model, k)))(
+  out = jax.jit(jax.vmap(lambda k: generic_dr.camera_light_fields(model, k)))(
       jax.random.split(jax.random.PRNGKey(0), 16))
   dpos = np.asarray(out["cam_pos"] - model.cam_pos)
   assert np.abs(dpos).max() <= 0.03 + 1e-6 and np.abs(dpos).max() > 0.01
@@ -354,7 +355,7 @@ def test_camera_and_light_perturbation():
   assert angles.max() <= 5 * np.sqrt(3) + 1e-3 and angles.min() > 0.01
   ratio = np.asarray(out["light_diffuse"]) / np.asarray(model.light_diffuse)
   assert ratio.min() >= 0.6 * 0.9 - 1e-6 and ratio.max() <= 1.4 * 1.1 + 1e-6 and ratio.std() > 0.01
-  perturbed = dr_lib.perturb_camera_and_lights(model, jax.random.PRNGKey(1))
+  perturbed = generic_dr.perturb_camera_and_lights(model, jax.random.PRNGKey(1))
   assert perturbed.body_mass is model.body_mass
   assert not np.allclose(perturbed.cam_pos, model.cam_pos)
 

@@ -15,7 +15,8 @@ import pytest
 from experiments.configs import ppo_locomotion as configs
 from vlajax import envs
 from vlajax.core import mesh as mesh_lib
-from vlajax.envs import assets, backend, randomization, wrappers
+from vlajax.envs import assets, backend, wrappers
+from vlajax.envs.locomotion import randomization
 from vlajax.rl import ppo
 
 needs_warp = pytest.mark.skipif(not backend.warp_available(),

@@ -16,7 +16,7 @@ Spaces (one env):
 
 `info`: `rng`, `step` (i32 control steps since reset), `command` f32[3], `last_action` f32[12],
 `action_history` f32[L+1, 12] (latency buffer), `push_countdown` i32, `feet_air_time` f32[4],
-`last_contact` bool[4], `dr` (draws, see `vlajax.envs.randomization`), `dr_ranges` ({field: f32[2]}).
+`last_contact` bool[4], `dr` (draws, see `vlajax.envs.locomotion.randomization`), `dr_ranges` ({field: f32[2]}).
 `done` is 1.0 when the trunk flips (up-vector z < 0), drops below `termination.min_height`, or the
 state is not finite; the time limit is the episode wrapper's job.
 """
@@ -29,7 +29,8 @@ import numpy as np
 from mujoco import mjx
 
 from vlajax.envs import assets
-from vlajax.envs import randomization as dr_lib
+from vlajax.envs import randomization as generic_dr
+from vlajax.envs.locomotion import randomization as dr_lib
 from vlajax.envs.base import Env, State
 
 FEET = ("FR_foot", "FL_foot", "RR_foot", "RL_foot")
@@ -184,11 +185,11 @@ class QuadrupedJoystick(Env):
     rng, k_push, k_obs, k_cmd = jax.random.split(info["rng"], 4)
     action = jnp.clip(action, -1.0, 1.0)
     data = state.data
-    history = dr_lib.push_history(info["action_history"], action)
+    history = generic_dr.push_history(info["action_history"], action)
 
     if cfg.randomization.enabled:
       model = dr_lib.apply(self.mjx_model, info["dr"], self.targets)
-      applied = dr_lib.delayed_action(history, info["dr"]["action_latency"])
+      applied = generic_dr.delayed_action(history, info["dr"]["action_latency"])
       qvel, countdown, _ = dr_lib.maybe_push(k_push, data.qvel, info["push_countdown"],
                                              info["dr_ranges"], self.ctrl_dt)
       data = data.replace(qvel=qvel)
