@@ -169,16 +169,16 @@ def camera_light_fields(model: mjx.Model, rng: jax.Array,
   cfg = default_camera_light_config() if cfg is None else cfg
   k_pos, k_rot, k_int, k_tint, k_lpos = jax.random.split(rng, 5)
   ncam, nlight = model.cam_pos.shape[0], model.light_pos.shape[0]
-  rot = jnp.deg2rad(_uniform(k_rot, jnp.asarray(cfg.cam_rot_deg), (ncam, 3)))
+  rot = jnp.deg2rad(uniform(k_rot, jnp.asarray(cfg.cam_rot_deg), (ncam, 3)))
   dquat = jax.vmap(_quat_from_rotvec)(rot)
   quat = _quat_mul(model.cam_quat, dquat)
   quat = quat / jnp.linalg.norm(quat, axis=-1, keepdims=True)
-  intensity = _uniform(k_int, jnp.asarray(cfg.light_intensity_scale), (nlight, 1))
-  tint = _uniform(k_tint, jnp.asarray(cfg.light_tint), (nlight, 3))
+  intensity = uniform(k_int, jnp.asarray(cfg.light_intensity_scale), (nlight, 1))
+  tint = uniform(k_tint, jnp.asarray(cfg.light_tint), (nlight, 3))
   return {
-      "cam_pos": model.cam_pos + _uniform(k_pos, jnp.asarray(cfg.cam_pos_offset), (ncam, 3)),
+      "cam_pos": model.cam_pos + uniform(k_pos, jnp.asarray(cfg.cam_pos_offset), (ncam, 3)),
       "cam_quat": quat,
-      "light_pos": model.light_pos + _uniform(k_lpos, jnp.asarray(cfg.light_pos_offset), (nlight, 3)),
+      "light_pos": model.light_pos + uniform(k_lpos, jnp.asarray(cfg.light_pos_offset), (nlight, 3)),
       "light_diffuse": jnp.clip(model.light_diffuse * intensity * tint, 0.0, 1.0),
   }
 

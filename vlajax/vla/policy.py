@@ -25,7 +25,6 @@ from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from vlajax.core.checkpoint import Checkpointer
