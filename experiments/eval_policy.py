@@ -8,6 +8,13 @@
 Writes `report.json`, `report.md`, TensorBoard scalars and `videos/*.mp4` to `config.out_dir` (with a
 comparison: `a/`, `b/` and `comparison.md`) and prints the markdown table (and the verdict).
 """
+import os
+
+# Videos render headless through EGL unless told otherwise; must precede mujoco's first import.
+if not os.environ.get("DISPLAY"):
+  os.environ.setdefault("MUJOCO_GL", "egl")
+
+# pylint: disable=wrong-import-position
 from absl import app
 from ml_collections import config_flags
 
