@@ -18,7 +18,7 @@ import pytest
 from experiments.configs import eval_policy as eval_config
 from vlajax import envs
 from vlajax.envs import render
-from vlajax.eval import closed_loop, job, policies, stats, video
+from vlajax.eval import closed_loop, job, policies, report, stats, video
 
 pytestmark = pytest.mark.skipif(os.environ.get("VLAJAX_RENDER_TESTS") != "1",
                                 reason="run in a fresh process by test_envs_render_isolated.py")
@@ -88,5 +88,5 @@ def test_eval_job_scripted_vs_random_on_reach(tmp_path):
   np.testing.assert_array_equal(episodes.time_to_success[:2], first)
   assert np.all(episodes.time_to_success <= episodes.length)
   assert saved["overall"]["mean_time_to_success"] == pytest.approx(episodes.time_to_success.mean())
-  summary = closed_loop.summarize(episodes)
-  assert summary["successes"] == 6 and summary["n"] == 6
+  overall = report.build(episodes, env_name="arm_reach")["overall"]
+  assert (overall["successes"], overall["n"]) == (6, 6)

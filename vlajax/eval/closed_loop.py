@@ -1,24 +1,22 @@
 """Closed-loop evaluation on fixed, seeded initial-state sets.
 
 `initial_keys(seed, n)` names a set of initial states: two policies evaluated with the same seed
-start from identical states (an env's reset is a pure function of its key). `evaluate` runs one
-episode per key (`vlajax.envs.rollout.rollout`, jitted) and returns the per-episode `Episodes`;
-`summarize` turns them into the report fields (n, successes, rate and its Wilson 95% interval,
-mean return / length / time to success). `evaluate_policy` runs an `eval.policies.EvalPolicy` over
-a set in batches of at most `batch_size` episodes (the states do not depend on the batching), with
-progress, and can record the first episodes for videos; `check_success_metric` says clearly when
+start from identical states (an env's reset is a pure function of its key). `evaluate_policy`
+runs an `eval.policies.EvalPolicy` from every state of a set (`vlajax.envs.rollout.rollout`,
+jitted, in batches of at most `batch_size` episodes: the states do not depend on the batching),
+with progress, and can record the first episodes for videos; `eval.report.build` turns the
+per-episode `Episodes` into rates with Wilson intervals. `check_success_metric` says clearly when
 an env has no success signal to rate.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from vlajax.envs import rollout as rollout_lib
-from vlajax.eval import stats
 
 
 def initial_keys(seed: int, num_episodes: int) -> jax.Array:
@@ -28,20 +26,6 @@ def initial_keys(seed: int, num_episodes: int) -> jax.Array:
   return jax.random.split(jax.random.PRNGKey(seed), num_episodes)
 
 
-def evaluate(env, act: rollout_lib.Act, carry: Any, seed: int, num_episodes: int,
-             episode_length: int | None = None, policy_seed: int = 0,
-             observe: Callable = lambda state: state.obs,
-             record: Callable | None = None) -> rollout_lib.Episodes:
-  """One closed-loop episode of `act` from each state of the set `(seed, num_episodes)` of the
-  (unbatched) `env`, `episode_length` control steps (default the env's); numpy outcomes."""
-  length = int(episode_length or env.config.episode_length)
-  batched = rollout_lib.make_batched_env(env, length)
-  run = jax.jit(lambda carry, keys, rng: rollout_lib.rollout(batched, act, carry, keys, length,
-                                                             rng, observe=observe, record=record))
-  episodes = run(carry, initial_keys(seed, num_episodes), jax.random.PRNGKey(policy_seed))
-  return jax.tree.map(np.asarray, episodes)
-
-
 def has_success_metric(env) -> bool:
   """Whether `env` reports `metrics["success"]` (traced, not run)."""
   return "success" in jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics
@@ -49,9 +33,9 @@ def has_success_metric(env) -> bool:
 
 def check_success_metric(env, env_name: str) -> None:
   """Raises ValueError when `env` reports no `metrics["success"]` (nothing to rate)."""
-  if not has_success_metric(env):
-    state = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
-    raise ValueError(f"env '{env_name}' has no success metric (metrics: {sorted(state.metrics)});"
+  metrics = jax.eval_shape(env.reset, jax.random.PRNGKey(0)).metrics
+  if "success" not in metrics:
+    raise ValueError(f"env '{env_name}' has no success metric (metrics: {sorted(metrics)});"
                      " a success rate needs an env that reports metrics['success']")
 
 
@@ -108,17 +92,3 @@ def _program(env, policy, length: int, size: int, record: bool):
     # The env and policy are kept with the program, so their ids are not reused while cached.
     _PROGRAMS[key] = (jax.jit(run), env, policy)
   return _PROGRAMS[key][0]
-
-
-def summarize(episodes: rollout_lib.Episodes, confidence: float = 0.95) -> dict:
-  """Report fields: n, successes, success rate with its Wilson interval, mean return and length,
-  mean time to success over the successful episodes (None when there are none)."""
-  n = int(episodes.success.shape[0])
-  successes = int(np.sum(episodes.success))
-  low, high = stats.wilson_interval(successes, n, confidence)
-  reached = episodes.time_to_success[episodes.success]
-  return {"n": n, "successes": successes, "success_rate": successes / n,
-          "wilson_low": low, "wilson_high": high,
-          "mean_return": float(np.mean(episodes.episode_return)),
-          "mean_length": float(np.mean(episodes.length)),
-          "mean_time_to_success": float(np.mean(reached)) if reached.size else None}
