@@ -5,6 +5,7 @@ pytest-xdist workers; `tests/test_envs_render_isolated.py` runs this file in a f
 `VLAJAX_RENDER_TESTS=1` (directly: `VLAJAX_RENDER_TESTS=1 python -m pytest -n 0
 tests/test_eval_video.py`).
 """
+import dataclasses
 import json
 import os
 
@@ -12,12 +13,14 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 # pylint: disable=wrong-import-position
 import av
+import jax
 import numpy as np
 import pytest
 
 from experiments.configs import eval_policy as eval_config
 from vlajax import envs
-from vlajax.envs import render
+from vlajax.envs import camera_wrapper, render
+from vlajax.envs import rollout as rollout_lib
 from vlajax.eval import closed_loop, job, policies, report, stats, video
 
 pytestmark = pytest.mark.skipif(os.environ.get("VLAJAX_RENDER_TESTS") != "1",
@@ -90,3 +93,40 @@ def test_eval_job_scripted_vs_random_on_reach(tmp_path):
   assert saved["overall"]["mean_time_to_success"] == pytest.approx(episodes.time_to_success.mean())
   overall = report.build(episodes, env_name="arm_reach")["overall"]
   assert (overall["successes"], overall["n"]) == (6, 6)
+
+  # A policy that reads camera images runs on the host loop: rendered frames reach it every step,
+  # and on the same states it gets the same episodes as the jitted rollout.
+  seen = []
+  expert = policies.load("scripted", env)
+
+  def act_seeing(carry, state, rng):
+    seen.append((state.obs["images"]["primary"].shape, state.obs["images"]["primary"].dtype))
+    return expert.act(carry, state, rng)
+  with_cameras = dataclasses.replace(expert, act=act_seeing, cameras=("primary",), image_size=32)
+  on_host, _ = closed_loop.evaluate_policy(env, with_cameras, 11, 6, 60, batch_size=4)
+  assert seen and all(s == ((4, 32, 32, 3), np.uint8) for s in seen)
+  np.testing.assert_array_equal(on_host.success, episodes.success)
+  np.testing.assert_array_equal(on_host.length, episodes.length)
+  np.testing.assert_allclose(on_host.time_to_success, episodes.time_to_success, atol=1)
+  np.testing.assert_allclose(on_host.episode_return, episodes.episode_return, rtol=1e-3, atol=1e-3)
+
+
+def test_host_rollout_delivers_the_frames_of_each_step():
+  """`rollout_on_host`: the images a policy sees after step t are the render of state t."""
+  env = envs.make("arm_reach", action_space="ee_delta")
+  expert = policies.load("scripted", env)
+  camera_env = camera_wrapper.CameraWrapper(rollout_lib.make_batched_env(env, 8),
+                                            cameras=("primary",), size=24)
+  keys = closed_loop.initial_keys(3, 2)
+  record = lambda state: {"image": state.obs["images"]["primary"],
+                          **rollout_lib.render_trace(state)}
+  episodes = rollout_lib.rollout_on_host(camera_env, jax.jit(expert.act), expert.init_carry(2),
+                                         keys, 8, jax.random.PRNGKey(0), observe=expert.observe,
+                                         record=record)
+  images = episodes.trace["image"]                                 # [8, 2, 24, 24, 3]
+  assert images.shape == (8, 2, 24, 24, 3) and images.dtype == np.uint8
+  assert not np.array_equal(images[0], images[-1])                 # the arm moved
+  assert not np.array_equal(images[-1, 0], images[-1, 1])          # two different initial states
+  again = video.render_episode(camera_env.renderer, episodes.trace, 1, length=8)
+  np.testing.assert_array_equal(again, images[:, 1])
+  camera_env.close()

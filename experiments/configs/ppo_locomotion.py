@@ -4,7 +4,8 @@ Names:
   quadruped  accelerator-scale Go1-joystick training (MuJoCo Playground's values: 8192 envs, unroll 20,
              32 minibatches, 4 epochs, γ 0.97, lr 3e-4, entropy 1e-2, MLPs 512-256-128, ~200M steps).
   cpu        the README's default: the quadruped on a laptop CPU, 2.56M env steps with 4 physics
-             substeps of 5 ms; eval lin-vel error 0.64 -> 0.23 m/s (1 seed; BENCHMARKS);
+             substeps of 5 ms, one CPU device per core; eval lin-vel error 0.64 -> 0.21 m/s in
+             12 min on 2 cores (1 seed; BENCHMARKS);
              with more iterations it walks well (0.08 m/s at 15M steps).
   cartpole   cart-pole balance, solved in about a minute on a CPU.
   smoke      a few tiny iterations on cart-pole, for tests.

@@ -6,6 +6,8 @@
                          `--config.adr.enabled=True`
   run                    the loop's settings (`loop.run_config()`)
   workdir, mesh, distributed
+  cpu_devices            XLA devices the host CPU is split into on one host (0: one per core,
+                         lowered to divide the env batches; 1: XLA's single CPU device)
 """
 import ml_collections
 
@@ -15,7 +17,7 @@ from vlajax.rl import loop
 
 
 def base(env_name: str, section: str, learner_config: ml_collections.ConfigDict,
-         adr_metric: str | None = None) -> ml_collections.ConfigDict:
+         adr_metric: str | None = None, cpu_devices: int = 0) -> ml_collections.ConfigDict:
   """The shared config for `learner_config` under `section`; with `adr_metric` an `adr` section
   whose ranges adapt on that env metric (`loop.run_experiment` hands it to the learner)."""
   config = ml_collections.ConfigDict()
@@ -28,6 +30,7 @@ def base(env_name: str, section: str, learner_config: ml_collections.ConfigDict,
   config.run = loop.run_config()
   config.workdir = f"runs/{section}_{env_name}"
   config.mesh = ml_collections.ConfigDict({"data": -1})
+  config.cpu_devices = cpu_devices
   config.distributed = ml_collections.ConfigDict(
       {"coordinator_address": "", "num_processes": 1, "process_id": 0})
   return config

@@ -20,7 +20,8 @@ from vlajax.rl import sac
 
 
 def _base(env_name: str) -> ml_collections.ConfigDict:
-  return rl_base.base(env_name, "sac", sac.default_config())
+  # One CPU device: the off-policy learners' small env batches were measured unsplit.
+  return rl_base.base(env_name, "sac", sac.default_config(), cpu_devices=1)
 
 
 def get_config(name: str = "cartpole") -> ml_collections.ConfigDict:

@@ -3,7 +3,8 @@
 `initial_keys(seed, n)` names a set of initial states: two policies evaluated with the same seed
 start from identical states (an env's reset is a pure function of its key). `evaluate_policy`
 runs an `eval.policies.EvalPolicy` from every state of a set (`vlajax.envs.rollout.rollout`,
-jitted, in batches of at most `batch_size` episodes: the states do not depend on the batching),
+jitted, or `rollout_on_host` with the cameras rendered between jitted steps for a policy that
+reads `obs["images"]`, in batches of at most `batch_size` episodes: the states do not depend on the batching),
 with progress, and can record the first episodes for videos; `eval.report.build` turns the
 per-episode `Episodes` into rates with Wilson intervals. `check_success_metric` says clearly when
 an env has no success signal to rate.
@@ -82,6 +83,8 @@ def _program(env, policy, length: int, size: int, record: bool):
   evaluating the same policy again (a second seed, a benchmark) does not recompile. One program
   serves every batch (each MJX compile costs minutes on a CPU): with videos, every batch records."""
   key = (id(env), id(policy), length, size, record)
+  if key not in _PROGRAMS and policy.cameras:
+    _PROGRAMS[key] = (_host_program(env, policy, length, size, record), env, policy)
   if key not in _PROGRAMS:
     batched = rollout_lib.make_batched_env(env, length)
     recorder = rollout_lib.render_trace if record else None
@@ -92,3 +95,19 @@ def _program(env, policy, length: int, size: int, record: bool):
     # The env and policy are kept with the program, so their ids are not reused while cached.
     _PROGRAMS[key] = (jax.jit(run), env, policy)
   return _PROGRAMS[key][0]
+
+
+def _host_program(env, policy, length: int, size: int, record: bool):
+  """The rollout for a policy that reads camera images: jitted physics and policy, rendering of
+  `policy.cameras` at `policy.image_size` on the host between them (`rollout_on_host`)."""
+  from vlajax.envs import camera_wrapper  # pylint: disable=import-outside-toplevel
+  camera_env = camera_wrapper.CameraWrapper(rollout_lib.make_batched_env(env, length),
+                                            cameras=policy.cameras, size=policy.image_size)
+  act = jax.jit(policy.act)
+  observe = policy.observe
+  recorder = rollout_lib.render_trace if record else None
+
+  def run(keys, rng):
+    return rollout_lib.rollout_on_host(camera_env, act, policy.init_carry(size), keys, length,
+                                       rng, observe=observe, record=recorder)
+  return run

@@ -34,6 +34,8 @@ class EvalPolicy:
   init_carry: Callable[[int], Any]
   observe: Callable
   info: dict
+  cameras: tuple[str, ...] = ()   # cameras whose images the policy reads (`obs["images"]`)
+  image_size: int = 64            # their height and width
 
 
 def _no_carry(num_envs: int):

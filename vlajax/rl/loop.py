@@ -255,7 +255,8 @@ def run_experiment(config: ml_collections.ConfigDict, section: str, make_learner
                    title: str):
   """The body of an RL entry point (`experiments/<learner>_control.py`) for a resolved config.
 
-  Joins the multi-host job (`config.distributed`), builds the env (`config.env_name`, `config.env`)
+  Joins the multi-host job (`config.distributed`) or, on one host, splits the CPU into
+  `config.cpu_devices` devices (0: one per core, `mesh_lib.split_cpu`), builds the env (`config.env_name`, `config.env`)
   and mesh (`config.mesh`), the learner `make_learner(env, config[section], mesh)` (plus
   `adr_config=config.adr` when the config has an `adr` section: automatic DR, `envs/adr.py`),
   writes the run directory `config.workdir` and trains for `config[section].num_iterations` iterations with the
@@ -268,6 +269,9 @@ def run_experiment(config: ml_collections.ConfigDict, section: str, make_learner
   if hosts.num_processes > 1:
     mesh_lib.initialize_distributed(hosts.coordinator_address, hosts.num_processes,
                                     hosts.process_id)
+  else:
+    mesh_lib.split_cpu(config.get("cpu_devices", 0),
+                       divides=(config[section].num_envs, config.run.num_eval_envs))
   env = envs.make(config.env_name, config=config.env)
   mesh = mesh_lib.make_mesh(dict(config.mesh))
   extra = {"adr_config": config.adr} if "adr" in config else {}
