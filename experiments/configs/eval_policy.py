@@ -7,7 +7,7 @@ Names (each a default env and policy kind; every key can be overridden):
   language   the scripted expert on `tabletop_language`'s held-out instructions
              (`split=heldout` in `env_overrides`), with the generalization matrix in the report
 
-`policy.kind`: ppo | sac | tdmpc | scripted | random (`vlajax.eval.policies`). `env_name` "" means
+`policy.kind`: ppo | sac | tdmpc | scripted | random | vla (`vlajax.eval.policies`). `env_name` "" means
 the env the policy's run was trained in (ppo / sac / tdmpc). Comparison: set `compare.kind` (and
 `compare.path`) to evaluate a second policy on the same initial states; the report adds both rates,
 Fisher's exact one-sided p-value for A > B and a verdict.
@@ -16,8 +16,9 @@ import ml_collections
 
 
 def _policy(kind: str = "", path: str = "") -> ml_collections.ConfigDict:
+  # plan: tdmpc's MPPI; execute (0 = the whole chunk) and prompt (envs without instructions): vla's.
   return ml_collections.ConfigDict({"kind": kind, "path": path, "step": -1, "plan": True,
-                                    "seed": 0})
+                                    "seed": 0, "execute": 0, "prompt": ""})
 
 
 def get_config(name: str = "scripted") -> ml_collections.ConfigDict:

@@ -72,7 +72,9 @@ def _evaluate_one(env, env_name: str, policy_config, config, out: pathlib.Path,
                   has_success: bool = True) -> dict:
   step = None if policy_config.step < 0 else policy_config.step
   policy = policies.load(policy_config.kind, env, policy_config.path or None, step,
-                         plan=policy_config.plan, seed=policy_config.seed)
+                         plan=policy_config.plan, seed=policy_config.seed,
+                         execute=policy_config.get("execute") or None,
+                         prompt=policy_config.get("prompt", ""))
   length = config.episode_length or None
   episodes, trace = closed_loop.evaluate_policy(
       env, policy, config.seed, config.num_episodes, length, config.batch_size,

@@ -10,6 +10,11 @@ observation dict, or the whole env state for scripted experts) and `info` (the l
             the carry holds per env (`plan=False`: the prior's mode, no carry).
   scripted  the env's scripted expert (`envs.manipulation.experts`), reading the privileged state.
   random    uniform actions in [-1, 1] (a floor for success rates).
+  vla       a `train_vla` run (`vla.load_batched_policy`): the model's cameras rendered at its image
+            size (the host loop, `rollout_on_host`), `obs["state"]` as its state, the episode's
+            instruction (language envs; else `prompt`) tokenized once per instruction table;
+            executes the first `execute` actions of each chunk (default all) and replans, as
+            `policies.chunking.replan_every_k`.
 
 Every kind is checked against the env: a policy whose action size is not the env's, or whose
 observation key the env does not have, is a ValueError naming both.
@@ -24,7 +29,7 @@ import jax.numpy as jnp
 
 from vlajax.envs import rollout as rollout_lib
 
-KINDS = ("ppo", "sac", "tdmpc", "scripted", "random")
+KINDS = ("ppo", "sac", "tdmpc", "scripted", "random", "vla")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,9 +91,42 @@ def _tdmpc(env, path, step, plan: bool, seed: int) -> EvalPolicy:
   return EvalPolicy(act, init if plan else _no_carry, lambda state: state.obs, info)
 
 
+def _vla(env, path, step, execute: int | None, prompt: str) -> EvalPolicy:
+  if not path:
+    raise ValueError("policy kind 'vla' needs policy.path (a train_vla run directory)")
+  from vlajax.envs import render  # pylint: disable=import-outside-toplevel
+  from vlajax.envs.manipulation import instructions  # pylint: disable=import-outside-toplevel
+  from vlajax.policies import chunking  # pylint: disable=import-outside-toplevel
+  from vlajax.vla import policy as vla_policy  # pylint: disable=import-outside-toplevel
+  language = "instruction" in jax.eval_shape(env.reset, jax.random.PRNGKey(0)).info
+  texts = [ins.text for ins in instructions.INSTRUCTIONS] if language else [prompt]
+  chunk_fn, info = vla_policy.load_batched_policy(path, step, prompts=texts)
+  missing = [c for c in info["cameras"] if c not in render.camera_names(env.mj_model)]
+  if missing:
+    raise ValueError(f"the vla policy at {path} reads cameras {missing}; the env "
+                     f"{type(env).__name__} has {list(render.camera_names(env.mj_model))}")
+  state_size = tuple(env.observation_size.get("state", ()))
+  if state_size != (info["state_dim"],):
+    raise ValueError(f"the vla policy at {path} takes state of shape ({info['state_dim']},); the "
+                     f"env {type(env).__name__}'s obs['state'] is {state_size}")
+  tokens, token_mask = (jnp.asarray(x) for x in info["prompt_tokens"])
+
+  def chunks(state, rng):
+    index = state.info["instruction"] if language else jnp.zeros_like(state.reward, jnp.int32)
+    return chunk_fn({"images": state.obs["images"], "state": state.obs["state"],
+                     "tokens": tokens[index], "token_mask": token_mask[index]}, rng)
+  horizon = int(info["action_horizon"])
+  act, init = chunking.replan_every_k(chunks, horizon, execute or horizon)
+  info = {k: v for k, v in info.items() if k != "prompt_tokens"}
+  info.update(action_size=info["action_dim"], obs_key=None, execute=execute or horizon)
+  return EvalPolicy(act, lambda n: init(n, int(info["action_dim"])), rollout_lib.full_state, info,
+                    cameras=tuple(info["cameras"]), image_size=int(info["image_size"]))
+
+
 def load(kind: str, env, path: str | None = None, step: int | None = None, *, plan: bool = True,
-         seed: int = 0) -> EvalPolicy:
-  """The `kind` policy (see the module doc) for the unbatched `env`, checked against it."""
+         seed: int = 0, execute: int | None = None, prompt: str = "") -> EvalPolicy:
+  """The `kind` policy (see the module doc) for the unbatched `env`, checked against it.
+  `plan`, `seed`: tdmpc's; `execute`, `prompt`: vla's."""
   if kind not in KINDS:
     raise ValueError(f"policy kind '{kind}' unknown (use one of {KINDS})")
   if kind in ("ppo", "sac"):
@@ -96,6 +134,8 @@ def load(kind: str, env, path: str | None = None, step: int | None = None, *, pl
     result = EvalPolicy(rollout_lib.stateless(policy), _no_carry, lambda state: state.obs, info)
   elif kind == "tdmpc":
     result = _tdmpc(env, path, step, plan, seed)
+  elif kind == "vla":
+    result = _vla(env, path, step, execute, prompt)
   elif kind == "scripted":
     from vlajax.envs.manipulation import experts  # pylint: disable=import-outside-toplevel
     expert = jax.vmap(experts.make_expert(env))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pathlib
 import threading
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -132,17 +132,27 @@ def _chunk_sampler(model, norm, mode: str, action_dim: int, state_dim: int, num_
   return sample
 
 
+def _tokenizer(config: Mapping[str, Any], cfg):
+  """The run's tokenizer: its configured one, else the byte tokenizer the model was built with."""
+  model_section = config["model"]
+  if model_section.get("tokenizer"):
+    return load_tokenizer(model_section["tokenizer"], cfg.max_token_len)
+  return ByteTokenizer(cfg.vocab_size, cfg.max_token_len)
+
+
 def load_batched_policy(path: str | pathlib.Path, step: int | None = None, *,
                         use_ema: bool = True, num_steps: int = 10,
-                        dataset_name: str | None = None) -> tuple[Callable, dict]:
+                        dataset_name: str | None = None,
+                        prompts: Sequence[str] | None = None) -> tuple[Callable, dict]:
   """A ``train_vla`` checkpoint -> ``(chunk_fn, info)`` for batched, jitted closed-loop rollouts.
 
   ``chunk_fn(obs, rng) -> f32[B, H, a]`` is traceable (jit it, or call it inside a rollout's scan;
   ``policies.chunking`` adapts it to a step policy). ``obs``: ``"images"`` {camera: uint8[B, S, S,
   3]} for the model's cameras, ``"state"`` f32[B, p] in the dataset's units, ``"tokens"`` i32[B, L]
   and ``"token_mask"`` bool[B, L] (pre-tokenized: tokenizing is host work; tokenize an env's
-  instruction table once). Normalization as ``load_policy``; ``info`` as ``load_policy``'s without
-  the wire observation spec (``prompt`` = "tokens").
+  instruction table once: with ``prompts``, ``info["prompt_tokens"]`` is ``(i32[n, L], bool[n, L])``
+  for them, from the run's tokenizer). Normalization as ``load_policy``; ``info`` as
+  ``load_policy``'s without the wire observation spec (``prompt`` = "tokens"), plus ``image_size``.
   """
   (run_dir, model, params, config, meta, which, cameras, name, norm, mode, state_dim,
    action_dim) = _restore_for_serving(path, step, use_ema, dataset_name)
@@ -166,10 +176,14 @@ def load_batched_policy(path: str | pathlib.Path, step: int | None = None, *,
           "action_horizon": cfg.action_horizon, "chunk_length": cfg.action_horizon,
           "action_dim": action_dim, "state_dim": state_dim, "cameras": list(cameras),
           "step": int(meta["step"]), "params": which, "prompt": "tokens", "dataset_name": name,
-          "normalization": mode, "max_token_len": cfg.max_token_len}
+          "normalization": mode, "max_token_len": cfg.max_token_len,
+          "image_size": cfg.vision.image_size}
   control_hz = config.get("data", {}).get("control_hz")
   if control_hz:
     info["control_hz"] = float(control_hz)
+  if prompts is not None:
+    tokens, token_mask = _tokenizer(config, cfg)(list(prompts))
+    info["prompt_tokens"] = (np.asarray(tokens, np.int32), np.asarray(token_mask, bool))
   return chunk_fn, info
 
 
@@ -198,9 +212,7 @@ def load_policy(path: str | pathlib.Path, step: int | None = None, *, use_ema: b
           "state": {"shape": [state_dim], "dtype": "float32"}}
   if prompt == "text":
     spec["prompt"] = {"shape": [], "dtype": "str"}
-    model_section = config["model"]
-    tokenizer = (load_tokenizer(model_section["tokenizer"], cfg.max_token_len) if model_section.get("tokenizer")
-                 else ByteTokenizer(cfg.vocab_size, cfg.max_token_len))
+    tokenizer = _tokenizer(config, cfg)
   else:
     spec["tokens"] = {"shape": [cfg.max_token_len], "dtype": "int32"}
     spec["token_mask"] = {"shape": [cfg.max_token_len], "dtype": "bool"}
