@@ -21,18 +21,3 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
-
-# The longest test files (seconds of one worker on 2 cores, measured 2026-12-02), collected first:
-# `--dist loadfile` hands files out in collection order, so starting with the long ones keeps one
-# worker from running a 5-minute file alone at the end while the other idles.
-LONGEST_FIRST = (
-    "test_rl_ppo.py", "test_envs_render_isolated.py", "test_eval_video_isolated.py",
-    "test_rl_tdmpc.py", "test_rl_sac.py", "test_envs_manipulation_language.py",
-    "test_vla_train.py", "test_envs_core.py", "test_rl_multihost_resume.py", "test_envs_brax.py",
-    "test_rl_ppo_quadruped.py", "test_core_cpu_linalg.py",
-)
-
-
-def pytest_collection_modifyitems(items):
-  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: order within files kept
