@@ -1,7 +1,7 @@
 """The evaluation job end to end with rollout videos (EGL rendering): runs in a fresh process.
 
 Like tests/test_envs_render.py, these tests create EGL contexts, which segfaulted inside long-lived
-pytest-xdist workers; `tests/test_envs_render_isolated.py` runs this file in a fresh process with
+pytest-xdist workers; `tests/test_eval_video_isolated.py` runs this file in a fresh process with
 `VLAJAX_RENDER_TESTS=1` (directly: `VLAJAX_RENDER_TESTS=1 python -m pytest -n 0
 tests/test_eval_video.py`).
 """
@@ -24,7 +24,7 @@ from vlajax.envs import rollout as rollout_lib
 from vlajax.eval import closed_loop, job, policies, report, stats, video
 
 pytestmark = pytest.mark.skipif(os.environ.get("VLAJAX_RENDER_TESTS") != "1",
-                                reason="run in a fresh process by test_envs_render_isolated.py")
+                                reason="run in a fresh process by test_eval_video_isolated.py")
 
 
 def test_video_of_recorded_states_is_a_readable_mp4(tmp_path):
@@ -131,31 +131,3 @@ def test_host_rollout_delivers_the_frames_of_each_step():
   np.testing.assert_array_equal(again, images[:, 1])
   camera_env.close()
 
-
-def test_vla_policy_runs_closed_loop_on_rendered_cameras(tmp_path):
-  """A real (4-step) `train_vla` run sized for `arm_reach` evaluated closed loop: both cameras
-  rendered at the model's image size every step, the prompt tokenized by the run's tokenizer,
-  chunks replanned every `execute` steps; the model's sampling noise reaches the episodes."""
-  from experiments import train_vla  # pylint: disable=import-outside-toplevel
-  from experiments.configs import train_vla as vla_configs  # pylint: disable=import-outside-toplevel
-  env = envs.make("arm_reach", action_space="ee_delta")
-  c = vla_configs.get_config("smoke")
-  c.model.update(dict(action_dim=env.action_size, state_dim=env.observation_size["state"][0],
-                      num_cameras=2))
-  c.train.update(dict(steps=4, eval_every=0, checkpoint_every=4))
-  c.mesh.update(dict(data=1, fsdp=1, num_devices=1))
-  run_dir = train_vla.train(c, str(tmp_path / "vla"))["run_dir"]
-  policy = policies.load("vla", env, run_dir, execute=2, prompt="reach the target")
-  assert policy.cameras == ("primary", "wrist") and policy.info["execute"] == 2
-  first, _ = closed_loop.evaluate_policy(env, policy, 5, 3, 6, batch_size=3, policy_seed=0)
-  again, _ = closed_loop.evaluate_policy(env, policy, 5, 3, 6, batch_size=3, policy_seed=0)
-  other, _ = closed_loop.evaluate_policy(env, policy, 5, 3, 6, batch_size=3, policy_seed=1)
-  assert np.all(first.length == 6) and np.all(np.isfinite(first.episode_return))
-  np.testing.assert_array_equal(first.episode_return, again.episode_return)
-  assert not np.allclose(first.episode_return, other.episode_return)
-
-  push = envs.make("arm_push_cube", action_space="ee_delta")           # obs["state"] is (40,)
-  with pytest.raises(ValueError, match=r"state of shape \(31,\).*\(40,\)"):
-    policies.load("vla", push, run_dir)
-  with pytest.raises(ValueError, match="needs policy.path"):
-    policies.load("vla", env)
