@@ -44,8 +44,8 @@ PUSH_HEIGHT = 0.012     # m, the closed pads span 1.2-3.6 cm: the cube's middle
 GRASP_HEIGHT = 0.006    # m, the open pads span 0.6-3.0 cm around a 4 cm cube
 # x the largest step while holding the cube. Measured (2026-12-02, DR on): arm_pick_cube 42/50
 # of the eval job's states at 0.2 vs 38/50 at 0.4 (most drops came as the horizontal carry
-# began); tabletop_language 16/16 of the test states at 0.4 vs 12/16 at 0.2 (its 300 steps also
-# hold a second approach), so each plan keeps the speed it measured best with.
+# began); tabletop_language 16/16 of the test states at 0.4 vs 12/16 at 0.2 (why it prefers the
+# faster carry is not analysed), so each plan keeps the speed it measured best with.
 CARRY_SPEED = 0.2
 LANGUAGE_CARRY_SPEED = 0.4
 OPEN, CLOSED = 1.0, -1.0
