@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from vlajax.bridge import policies  # noqa: E402  pylint: disable=wrong-import-position
 from vlajax.bridge.client import PolicyClient  # noqa: E402  pylint: disable=wrong-import-position
 from vlajax.bridge.executor import ChunkExecutor, ExecutorConfig, planner_from_client  # noqa: E402
-from vlajax.bridge.robots import make_arm_robot  # noqa: E402  pylint: disable=wrong-import-position
+from vlajax.bridge.robots import make_arm6_robot  # noqa: E402  pylint: disable=wrong-import-position
 from vlajax.bridge.server import PolicyServer  # noqa: E402  pylint: disable=wrong-import-position
 
 
@@ -91,7 +91,7 @@ def added_latency(args) -> dict:
 
 def control_loop(args) -> dict:
     policy = make_policy(args.image, args.hidden, args.horizon, 6, slow_ms=args.slow_ms)
-    robot = make_arm_robot(control_hz=args.control_hz)
+    robot = make_arm6_robot(control_hz=args.control_hz)
     image = np.zeros((args.image, args.image, 3), np.uint8)
 
     class WithCamera:  # the arm has no camera: attach a constant image to its observation

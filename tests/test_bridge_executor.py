@@ -17,7 +17,7 @@ from vlajax.bridge import policies
 from vlajax.bridge.client import PolicyClient
 from vlajax.bridge.executor import ActionQueue, ChunkExecutor, ExecutorConfig, planner_from_client
 from vlajax.bridge.protocol import ArraySpec
-from vlajax.bridge.robots import make_arm_robot
+from vlajax.bridge.robots import make_arm6_robot
 from vlajax.bridge.robots.base import Robot
 from vlajax.bridge.safety import SafetyConfig, SafetyLayer
 from vlajax.bridge.server import PolicyServer
@@ -195,7 +195,7 @@ def arm_policy():
 
 def test_watchdog_stops_the_robot_when_the_server_dies(arm_policy):
     server = PolicyServer(arm_policy, "127.0.0.1", 0).start()
-    robot = make_arm_robot()
+    robot = make_arm6_robot()
     try:
         kin_limits = robot.model.jnt_range[:6]
         layer = SafetyLayer(SafetyConfig(dt=0.02, joint_lower=kin_limits[:, 0], joint_upper=kin_limits[:, 1],
@@ -261,7 +261,7 @@ def test_ee_delta_policy_drives_the_arm_through_ik():
     """A chunk of EE-delta actions (the VLA action space) becomes joint targets via differential IK."""
     from vlajax.bridge.kinematics import EEDeltaController, Kinematics  # pylint: disable=import-outside-toplevel
 
-    robot = make_arm_robot()
+    robot = make_arm6_robot()
     try:
         kin = Kinematics(robot.nominal_model, "ee")
         start_ee = robot.get_observation()["ee_pos"].astype(np.float64)

@@ -5,11 +5,11 @@ import mujoco
 import numpy as np
 import pytest
 
-from vlajax.bridge.robots import PhysicsOverrides, make_arm_robot, make_quadruped_robot
+from vlajax.bridge.robots import PhysicsOverrides, make_arm6_robot, make_quadruped_robot
 
 
 def test_arm_runs_in_real_time_and_tracks_targets():
-    robot = make_arm_robot()
+    robot = make_arm6_robot()
     try:
         obs = robot.reset()
         target = obs["joint_pos"] + np.array([0.2, 0.15, -0.2, 0.1, 0.2, 0.2], np.float32)
@@ -30,7 +30,7 @@ def test_arm_runs_in_real_time_and_tracks_targets():
 def test_physics_overrides_change_the_model():
     over = PhysicsOverrides(friction_scale=0.5, mass_scale=1.3, damping_scale=2.0, kp_scale=0.6,
                             kv_scale=1.5, motor_strength_scale=0.8, gravity=(0, 0, -9.0))
-    robot = make_arm_robot(overrides=over, real_time=False)
+    robot = make_arm6_robot(overrides=over, real_time=False)
     nom, m = robot.nominal_model, robot.model
     np.testing.assert_allclose(m.geom_friction[:, 0], 0.5 * nom.geom_friction[:, 0])
     np.testing.assert_allclose(m.body_mass, 1.3 * nom.body_mass)
@@ -43,7 +43,7 @@ def test_physics_overrides_change_the_model():
 
 
 def test_action_delay_and_stop():
-    robot = make_arm_robot(overrides=PhysicsOverrides(action_delay_s=0.1), real_time=False)
+    robot = make_arm6_robot(overrides=PhysicsOverrides(action_delay_s=0.1), real_time=False)
     home = robot.joint_positions()
     target = (home + 0.3).astype(np.float32)
     robot.send_action(target)

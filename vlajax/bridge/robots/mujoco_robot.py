@@ -305,9 +305,11 @@ def arm_observation(model: mujoco.MjModel, data: mujoco.MjData, info: dict) -> d
     }
 
 
-def make_arm_robot(*, control_hz: float = 50.0, overrides: PhysicsOverrides | None = None,
-                   real_time: bool = True, seed: int = 0) -> MujocoRobot:
-    """The 6-DoF arm of `vlajax/envs/assets/arm_6dof.xml`; actions are joint position targets."""
+def make_arm6_robot(*, control_hz: float = 50.0, overrides: PhysicsOverrides | None = None,
+                    real_time: bool = True, seed: int = 0) -> MujocoRobot:
+    """The small 6-DoF test arm of `vlajax/envs/assets/arm_6dof.xml` (wrist F/T sensor; actions
+    are joint position targets), the bridge tests' generic robot. The twin of the manipulation
+    tasks' 7-DoF arm is `arm_task_robot.make_arm_robot(env)`."""
     return MujocoRobot(ARM_XML, observation_builder=arm_observation,
                        observation_spec=ARM_OBSERVATION_SPEC, action_dim=6, control_hz=control_hz,
                        overrides=overrides, keyframe="home", real_time=real_time, seed=seed)
