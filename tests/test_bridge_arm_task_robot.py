@@ -3,6 +3,7 @@ env state, reads the env's observation, maps the env's actions and scores the en
 predicate, with MuJoCo's C physics in place of MJX. A trained PPO policy on it: the slow test in
 test_rl_ppo_manipulation.py."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -74,3 +75,18 @@ def test_twin_bad_input_is_named():
   robot = make_arm_robot(envs.make("arm_reach"), real_time=False)
   with pytest.raises(ValueError, match="action has shape \\(7,\\), expected \\(8,\\)"):
     robot.send_action(np.zeros(7, np.float32))
+
+
+@pytest.mark.parametrize("name", ["arm_push_cube", "arm_pick_cube", "tabletop_language"])
+def test_every_tasks_functions_read_only_the_fields_the_twin_passes(name):
+  env = envs.make(name, action_space="ee_delta")
+  robot = make_arm_robot(env, real_time=False)
+  robot.send_action(np.full(env.action_size, 0.3, np.float32))
+  robot.step_physics(20)   # off the home pose, the arm and the objects moving
+  task = jax.tree.map(jnp.asarray, {**robot.task_info(), "target": np.float32([0.5, 0.1, 0.2])})
+  light, full = robot.mjx_data(), robot.mjx_data(full=True)
+  for fn in (env.proprioception, lambda d: env.task_obs(d, task),
+             lambda d: env.success(d, task), lambda d: env.update_task_info(d, dict(task)),
+             lambda d: env.apply_action(d, jnp.full(9, 0.1), jnp.full(7, 0.5))):
+    ours, theirs = jax.jit(fn)(light), jax.jit(fn)(full)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5), ours, theirs)

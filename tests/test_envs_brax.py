@@ -39,8 +39,8 @@ def test_brax_ppo_runs_on_quadruped_joystick():
 
 def _brax_ppo_on_arm_reach(num_timesteps: int, num_envs: int, minibatches: int, unroll: int,
                            epochs: int, hidden: tuple, episode_length: int):
-  """brax's PPO on our `arm_reach` (in-env DR on) through `to_brax`; returns our closed-loop
-  evaluation policy of its deterministic (mode) actor."""
+  """brax's PPO on our `arm_reach` (in-env DR on) through `to_brax`. Returns the env, brax's own
+  final evaluation reward and our closed-loop evaluation policy of its deterministic actor."""
   brax_adapter.install_device_put_replicated()
   from brax.training.agents.ppo import networks as ppo_networks  # pylint: disable=import-outside-toplevel
   from brax.training.agents.ppo import train as brax_ppo  # pylint: disable=import-outside-toplevel
@@ -49,33 +49,35 @@ def _brax_ppo_on_arm_reach(num_timesteps: int, num_envs: int, minibatches: int, 
   make_networks = functools.partial(ppo_networks.make_ppo_networks,
                                     policy_hidden_layer_sizes=hidden, value_hidden_layer_sizes=hidden,
                                     policy_obs_key="state", value_obs_key="privileged_state")
+  progress = []
   make_policy, params, _ = brax_ppo.train(
       environment=envs.to_brax(env), num_timesteps=num_timesteps, episode_length=episode_length,
       num_envs=num_envs, batch_size=num_envs // minibatches, num_minibatches=minibatches,
       unroll_length=unroll, num_updates_per_batch=epochs, learning_rate=1e-3, entropy_cost=1e-2,
       discounting=0.97, gae_lambda=0.95, clipping_epsilon=0.2, normalize_observations=True,
-      num_evals=1, num_eval_envs=4, max_devices_per_host=1, network_factory=make_networks, seed=0)
+      num_evals=1, num_eval_envs=4, max_devices_per_host=1, network_factory=make_networks, seed=0,
+      progress_fn=lambda step, metrics: progress.append(float(metrics["eval/episode_reward"])))
   actor = make_policy(params, deterministic=True)
   policy = policies.EvalPolicy(lambda carry, obs, rng: (actor(obs, rng)[0], carry),
                                lambda n: (), lambda state: state.obs,
                                {"action_size": env.action_size, "obs_key": "state"})
-  return env, policy
+  return env, progress[-1], policy
 
 
-def test_brax_ppo_runs_on_arm_reach_and_evaluates_closed_loop():
-  env, policy = _brax_ppo_on_arm_reach(2 * 8 * 4, num_envs=8, minibatches=2, unroll=4, epochs=1,
-                                       hidden=(16,), episode_length=10)
-  episodes, _ = closed_loop.evaluate_policy(env, policy, seed=0, num_episodes=4)
-  assert episodes.success.shape == (4,) and np.all(episodes.length == 10)
-  assert np.all(np.isfinite(episodes.episode_return))
+def test_brax_ppo_runs_on_arm_reach():
+  # Closed-loop evaluation of the result (another arm rollout to compile) is the slow test's.
+  _, reward, _ = _brax_ppo_on_arm_reach(2 * 8 * 4, num_envs=8, minibatches=2, unroll=4, epochs=1,
+                                        hidden=(16,), episode_length=10)
+  assert np.isfinite(reward)
 
 
 @pytest.mark.slow
 def test_brax_ppo_trains_arm_reach():
-  """`python -m pytest -m slow -n 0 tests/test_envs_brax.py`: brax's PPO with our `arm_reach`
-  preset's settings (256 envs, unroll 10, 4 minibatches, 4 epochs, 768k steps)."""
-  env, policy = _brax_ppo_on_arm_reach(300 * 2560, num_envs=256, minibatches=4, unroll=10,
-                                       epochs=4, hidden=(128, 128), episode_length=100)
+  """`python -m pytest -m slow -n 0 tests/test_envs_brax.py` (~15 min on 2 cores): brax's PPO
+  with our `arm_reach` preset's settings (256 envs, unroll 10, 4 minibatches, 4 epochs, 768k
+  steps), then our closed-loop evaluation on 100 fixed states."""
+  env, _, policy = _brax_ppo_on_arm_reach(300 * 2560, num_envs=256, minibatches=4, unroll=10,
+                                          epochs=4, hidden=(128, 128), episode_length=100)
   episodes, _ = closed_loop.evaluate_policy(env, policy, seed=0, num_episodes=100)
   summary = report.build(episodes, env_name="arm_reach")["overall"]
   assert summary["successes"] >= 90, summary

@@ -7,8 +7,11 @@ Names (each a default env and policy kind; every key can be overridden):
   language   the scripted expert on `tabletop_language`'s held-out instructions
              (`split=heldout` in `env_overrides`), with the generalization matrix in the report
 
-`policy.kind`: ppo | sac | tdmpc | scripted | random | vla (`vlajax.eval.policies`). `env_name` "" means
-the env the policy's run was trained in (ppo / sac / tdmpc). Comparison: set `compare.kind` (and
+`policy.kind`: ppo | sac | tdmpc | scripted | random | vla (`vlajax.eval.policies`), or remote: a
+policy served at `policy.path` = host:port (`experiments.serve_policy`), evaluated through the
+bridge (client, executor, safety layer) on the arm task's native-MuJoCo twin in real time
+(`vlajax.eval.served`; the report adds the bridge's latency). `env_name` "" means the env the
+policy's run was trained in (ppo / sac / tdmpc; remote: the `env_name` its server advertises). Comparison: set `compare.kind` (and
 `compare.path`) to evaluate a second policy on the same initial states; the report adds both rates,
 Fisher's exact one-sided p-value for A > B and a verdict.
 """

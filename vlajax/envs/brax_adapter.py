@@ -1,7 +1,11 @@
 """Interoperability with brax and MuJoCo Playground.
 
-`to_brax(env)` wraps one of our envs as a `brax.envs.Env` (its `State.pipeline_state` is our MJX
-`data`), so it can be passed as `environment=` to `brax.training.agents.ppo.train` / `sac.train`.
+`to_brax(env)` wraps one of our envs as a `brax.envs.Env`, so it can be passed as `environment=`
+to `brax.training.agents.ppo.train` / `sac.train`. Its `State.pipeline_state` is `{"data": our MJX
+data, "info": our env's info}`: brax's `AutoResetWrapper` restores only `pipeline_state` and `obs`
+of finished envs and keeps `info`, so an env's own per-episode state (an arm's actuator targets,
+its target point, the last action) must travel in `pipeline_state` to be reset with the physics;
+`State.info` holds brax's entries only.
 Its `sys` is our env's MJX model: brax's `DomainRandomizationVmapWrapper` swaps it per env, and
 `randomization_fn(env)` exposes our model-level DR draws in brax's `(sys, rng) -> (sys, in_axes)`
 form. (brax draws those once per run and caches the first state for resets; our own wrappers
@@ -28,14 +32,15 @@ class BraxEnv(brax_base.Env):
     self._randomized = isinstance(env, BraxRandomized) and dr_enabled(env)
 
   def reset(self, rng: jax.Array) -> brax_base.State:
-    return _to_brax_state(self._env.reset(rng))
+    return _to_brax_state(self._env.reset(rng), {})
 
   def step(self, state: brax_base.State, action: jax.Array) -> brax_base.State:
-    ours = State(data=state.pipeline_state, obs=state.obs, reward=state.reward, done=state.done,
-                 metrics=state.metrics, info=state.info)
-    # brax wrappers add their own entries to metrics (e.g. `reward`) and expect them kept.
+    ours = State(data=state.pipeline_state["data"], obs=state.obs, reward=state.reward,
+                 done=state.done, metrics=state.metrics, info=state.pipeline_state["info"])
+    # brax wrappers add their own entries to metrics (e.g. `reward`) and info (e.g. `steps`) and
+    # expect them kept.
     new = self._env.step(ours, action)
-    return _to_brax_state(new.replace(metrics={**state.metrics, **new.metrics}))
+    return _to_brax_state(new.replace(metrics={**state.metrics, **new.metrics}), state.info)
 
   @property
   def sys(self):
@@ -67,9 +72,10 @@ class BraxEnv(brax_base.Env):
     return self
 
 
-def _to_brax_state(state: State) -> brax_base.State:
-  return brax_base.State(pipeline_state=state.data, obs=state.obs, reward=state.reward,
-                         done=state.done, metrics=dict(state.metrics), info=dict(state.info))
+def _to_brax_state(state: State, brax_info: dict) -> brax_base.State:
+  return brax_base.State(pipeline_state={"data": state.data, "info": dict(state.info)},
+                         obs=state.obs, reward=state.reward, done=state.done,
+                         metrics=dict(state.metrics), info=dict(brax_info))
 
 
 def to_brax(env) -> BraxEnv:

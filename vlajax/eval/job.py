@@ -5,6 +5,8 @@
 each on the same seeded initial-state set (`closed_loop.evaluate_policy`, progress with ETA),
 writes the report (`report.write`: JSON, markdown, TensorBoard) and the first episodes' videos to
 `out_dir`, and returns the report dict (with `comparison` when a second policy was given).
+`policy.kind=remote` evaluates a policy served at `policy.path` = host:port through the bridge on
+the arm task's native-MuJoCo twin instead (`eval.served`), from the same initial states.
 """
 from __future__ import annotations
 
@@ -42,8 +44,24 @@ def _run_env(kind: str, path: str, step: int | None):
   return run_config["env_name"], ml_collections.ConfigDict(run_config["env"])
 
 
+def parse_address(path: str) -> tuple[str, int]:
+  """"host:port" of a served policy (`policy.kind=remote`)."""
+  host, _, port = str(path).rpartition(":")
+  if not host or not port.isdigit():
+    raise ValueError(f"a remote policy's path must be host:port (a running `serve_policy`), "
+                     f"got {path!r}")
+  return host, int(port)
+
+
+def _connect(path: str):
+  from vlajax.bridge.client import PolicyClient  # pylint: disable=import-outside-toplevel
+  host, port = parse_address(path)
+  return PolicyClient(host, port, connect_timeout=10.0, request_timeout=5.0)
+
+
 def make_env(config) -> tuple[str, object]:
-  """(env name, unbatched env) of the job: `env_name`, or the first policy's run env."""
+  """(env name, unbatched env) of the job: `env_name`, or the first policy's run env (a served
+  policy's: the `env_name` its server advertises, e.g. a served PPO run's)."""
   overrides = parse_overrides(config.env_overrides)
   step = None if config.policy.step < 0 else config.policy.step
   name, base = config.env_name, None
@@ -51,6 +69,9 @@ def make_env(config) -> tuple[str, object]:
     run_name, run_env = _run_env(config.policy.kind, config.policy.path, step)
     if not name or name == run_name:
       name, base = run_name, run_env
+  if config.policy.kind == "remote" and not name:
+    with _connect(config.policy.path) as client:
+      name = str(client.metadata.get("env_name", ""))
   if not name:
     raise ValueError(f"config.env_name is required for a '{config.policy.kind}' policy")
   return name, envs.make(name, config=base, **overrides)
@@ -68,8 +89,34 @@ def _progress(label: str):
   return show
 
 
+def _evaluate_served(env, env_name: str, policy_config, config, out: pathlib.Path) -> dict:
+  """A policy served at `policy_config.path` (host:port), through the bridge on the env's
+  native-MuJoCo twin (`eval.served`); no videos (the twin's episodes are not recorded)."""
+  from vlajax.bridge.executor import planner_from_client  # pylint: disable=import-outside-toplevel
+  from vlajax.eval import served  # pylint: disable=import-outside-toplevel
+  with _connect(policy_config.path) as client:
+    meta = client.metadata
+    actions = meta.get("action_spec", {}).get("actions", {}).get("shape", [0, 0])
+    if int(actions[-1]) != env.action_size:
+      raise ValueError(f"served policy {meta.get('model_id')!r} at {policy_config.path} has "
+                       f"action size {actions[-1]}; env '{env_name}' takes {env.action_size}")
+    chunk = int(meta.get("chunk_length", 1))
+    execute = policy_config.get("execute") or chunk
+    execution = served.ExecutionConfig(chunk_length=chunk, refill_threshold=execute / chunk)
+    episodes, bridge = served.evaluate_served(
+        env, planner_from_client(client), config.seed, config.num_episodes,
+        config.episode_length or None, execution=execution, progress=_progress("remote"))
+  result = report_lib.build(episodes, env_name=env_name, seed=config.seed, policy={
+      "kind": "remote", "path": policy_config.path, "model_id": meta.get("model_id")})
+  result["bridge"] = bridge
+  report_lib.write(result, out)
+  return result
+
+
 def _evaluate_one(env, env_name: str, policy_config, config, out: pathlib.Path,
                   has_success: bool = True) -> dict:
+  if policy_config.kind == "remote":
+    return _evaluate_served(env, env_name, policy_config, config, out)
   step = None if policy_config.step < 0 else policy_config.step
   policy = policies.load(policy_config.kind, env, policy_config.path or None, step,
                          plan=policy_config.plan, seed=policy_config.seed,

@@ -10,8 +10,11 @@ MJX env is served to the CPU robot unchanged.
 
 The observation, the action mapping (joint deltas or end-effector deltas through the env's IK)
 and the task's success predicate and latched task variables are the env's own functions, jitted
-and applied to the robot's `MjData` (`mjx.put_data`), so they cannot drift from the training
-env. What differs is the physics: MuJoCo's C solver in float64 on the nominal model (the env's
+and applied to the robot's `MjData`, so they cannot drift from the training env. The `MjData`
+reaches them as an `mjx.Data` carrying the fields those functions read (`MJX_FIELDS`: joint
+state, site and body frames, the Jacobian's `cdof` / `subtree_com`; the rest zeros): 0.2 ms per
+call where `mjx.put_data` of the whole state takes ~8 ms, too slow for a 50 Hz loop. The tests
+check every task's functions against `mjx.put_data`. What differs is the physics: MuJoCo's C solver in float64 on the nominal model (the env's
 DR off) plus any `PhysicsOverrides`, stepped in real time at the env's `sim_dt`.
 """
 from __future__ import annotations
@@ -26,6 +29,9 @@ from mujoco import mjx
 
 from vlajax.bridge.protocol import ArraySpec
 from vlajax.bridge.robots.mujoco_robot import MujocoRobot, PhysicsOverrides
+
+# The MjData fields the arm tasks' observation, action, task-update and success functions read.
+MJX_FIELDS = ("qpos", "qvel", "xpos", "xmat", "site_xpos", "site_xmat", "subtree_com", "cdof")
 
 # Keys of an env state's `info` that are bookkeeping of the MJX env, not task state.
 _ENV_ONLY = ("rng", "step", "dr", "dr_ranges", "ctrl_history", "ctrl", "last_action", "steps",
@@ -44,6 +50,8 @@ class ArmTaskRobot(MujocoRobot):
     self.env = env
     model = copy.deepcopy(env.mj_model)
     model.opt.timestep = env.config.sim_dt
+    template = mjx.make_data(env.mjx_model)
+    self._to_mjx = jax.jit(lambda fields: template.replace(**fields))
     self._observe = jax.jit(lambda d, info: jnp.concatenate(
         [env.proprioception(d), info["last_action"], env.task_obs(d, info)]))
     self._apply = jax.jit(env.apply_action)
@@ -58,6 +66,11 @@ class ArmTaskRobot(MujocoRobot):
                      observation_spec={"state": ArraySpec(tuple(size), "float32")},
                      action_dim=env.action_size, control_hz=1.0 / env.config.ctrl_dt,
                      overrides=overrides, keyframe="home", real_time=real_time, seed=seed)
+    # Compile the action mapping and the success predicate now, not in the first control tick.
+    jax.block_until_ready((
+        self._apply(self.mjx_data(), jnp.asarray(self.data.ctrl, jnp.float32),
+                    jnp.zeros(env.action_size)),
+        self._success(self.mjx_data(), self._task)))
 
   def set_task(self, state) -> dict:
     """Puts the robot in the env state `state` (one env, e.g. `env.reset(key)`): joint angles and
@@ -71,6 +84,7 @@ class ArmTaskRobot(MujocoRobot):
       self.data.ctrl[:] = np.asarray(state.info["ctrl"])
       mujoco.mj_forward(self.model, self.data)
       self._pending.clear()
+      self._stopped = False
       self._task = {k: np.asarray(v) for k, v in state.info.items() if k not in _ENV_ONLY}
       self._info["ctrl"] = np.asarray(state.info["ctrl"], np.float32)
       self._info.pop("last_action", None)
@@ -85,7 +99,7 @@ class ArmTaskRobot(MujocoRobot):
   def success(self) -> bool:
     """The task's success predicate on the robot's current state."""
     with self._lock:
-      return bool(self._success(self._mjx_data(), self._task))
+      return bool(self._success(self.mjx_data(), self._task))
 
   def task_info(self) -> dict:
     """The task's variables (target, latched flags, instruction, ...) as numpy arrays."""
@@ -94,12 +108,19 @@ class ArmTaskRobot(MujocoRobot):
 
   # -- the MujocoRobot hooks --------------------------------------------------------------------
 
-  def _mjx_data(self) -> mjx.Data:
-    return mjx.put_data(self.model, self.data)
+  def mjx_data(self, full: bool = False) -> mjx.Data:
+    """The robot's state as the `mjx.Data` the env's functions read (`MJX_FIELDS`; `full`: every
+    field, through `mjx.put_data`)."""
+    if full:
+      return mjx.put_data(self.model, self.data)
+    fields = {name: getattr(self.data, name) for name in MJX_FIELDS}
+    fields["xmat"] = fields["xmat"].reshape(-1, 3, 3)
+    fields["site_xmat"] = fields["site_xmat"].reshape(-1, 3, 3)
+    return self._to_mjx(fields)
 
   def _build(self, model, data, info) -> dict:
     del model, data
-    d = self._mjx_data()
+    d = self.mjx_data()
     self._task = jax.device_get(self._update(d, self._task))
     last = info.get("last_action", np.zeros(self.env.action_size, np.float32))
     state = self._observe(d, {**self._task, "last_action": jnp.asarray(last, jnp.float32)})
@@ -110,7 +131,7 @@ class ArmTaskRobot(MujocoRobot):
     ctrl = self._info.get("ctrl")
     if ctrl is None:   # after `reset`: hold the current pose, gripper as commanded
       ctrl = self._hold_ctrl().astype(np.float32)
-    ctrl = np.asarray(self._apply(self._mjx_data(), jnp.asarray(ctrl), jnp.asarray(action)))
+    ctrl = np.asarray(self._apply(self.mjx_data(), jnp.asarray(ctrl), jnp.asarray(action)))
     self._info["ctrl"] = ctrl
     return ctrl
 
