@@ -74,11 +74,11 @@ def test_brax_ppo_runs_on_arm_reach():
 
 @pytest.mark.slow
 def test_brax_ppo_trains_arm_reach():
-  """`python -m pytest -m slow -n 0 tests/test_envs_brax.py` (~17 min on 2 cores): brax's PPO
+  """`python -m pytest -m slow -n 0 tests/test_envs_brax.py` (~10 min on 2 cores): brax's PPO
   with our `arm_reach` preset's settings (256 envs, unroll 10, 4 minibatches, 4 epochs, 768k
-  steps), then our closed-loop evaluation on 100 fixed states. brax learns, more slowly than ours
-  at the same settings (BENCHMARKS.md: eval return 1.4 at the start, 26 at 768k, ours 132; ours
-  reaches 99% success): brax resets every env to its cached first state, i.e. 256 fixed targets."""
+  steps), then our closed-loop evaluation on 100 fixed states (seed 0): measured 83/100 (ours at
+  the same settings: 198/200; BENCHMARKS.md). brax resets every env to its cached first state,
+  i.e. trains on 256 fixed targets."""
   env, reward, policy = _brax_ppo_on_arm_reach(300 * 2560, num_envs=256, minibatches=4,
                                                unroll=10, epochs=4, hidden=(128, 128),
                                                episode_length=100, eval_envs=64)
@@ -86,4 +86,4 @@ def test_brax_ppo_trains_arm_reach():
   episodes, _ = closed_loop.evaluate_policy(env, policy, seed=0, num_episodes=100)
   summary = report.build(episodes, env_name="arm_reach")["overall"]
   print("brax PPO on arm_reach, closed loop:", summary)
-  assert summary["successes"] >= 10, summary
+  assert summary["successes"] >= 70, summary
