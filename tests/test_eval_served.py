@@ -97,6 +97,17 @@ def test_eval_job_evaluates_a_remote_policy(tmp_path, server):
     job.run(_remote_config(tmp_path, f"127.0.0.1:{server.port}", "randomization.enabled=False"))
 
 
+def test_execute_k_of_h_plans_once_k_actions_ran():
+  for horizon in (1, 3, 10, 16):
+    for k in range(1, horizon + 1):
+      g = served.ExecutionConfig.execute_k_of_h(horizon, k).refill_threshold
+      # The executor plans when len(queue) < g * H: first with H - K actions left.
+      plans = [queued for queued in range(horizon, -1, -1) if queued < g * horizon]
+      assert plans[0] == horizon - k and 0.0 < g <= 1.0, (horizon, k, g)
+  with pytest.raises(ValueError, match="execute \\(5\\) must be in 1..chunk_length \\(4\\)"):
+    served.ExecutionConfig.execute_k_of_h(4, 5)
+
+
 def test_served_evaluation_needs_an_arm_task():
   with pytest.raises(ValueError, match="is not an arm task"):
     served.evaluate_served(envs.make("cartpole"), lambda obs: np.zeros((1, 1)), 0, 1)

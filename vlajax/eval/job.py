@@ -102,7 +102,7 @@ def _evaluate_served(env, env_name: str, policy_config, config, out: pathlib.Pat
                        f"action size {actions[-1]}; env '{env_name}' takes {env.action_size}")
     chunk = int(meta.get("chunk_length", 1))
     execute = policy_config.get("execute") or chunk
-    execution = served.ExecutionConfig(chunk_length=chunk, refill_threshold=execute / chunk)
+    execution = served.ExecutionConfig.execute_k_of_h(chunk, execute)
     episodes, bridge = served.evaluate_served(
         env, planner_from_client(client), config.seed, config.num_episodes,
         config.episode_length or None, execution=execution, progress=_progress("remote"))

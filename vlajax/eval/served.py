@@ -7,8 +7,9 @@ in-process evaluation (`closed_loop.initial_keys`), so the two are compared epis
   episodes, bridge = evaluate_served(env, planner_from_client(client), seed=0, num_episodes=20)
   report.build(episodes, env_name="arm_reach")      # rates with Wilson intervals, as in-process
 
-After one warm-up request, each episode starts the twin in `env.reset(key)` (arm, objects, target, task variables), runs a
-fresh executor at the env's control rate for `episode_length` control ticks, and samples the
+After one warm-up request, each episode starts the twin in `env.reset(key)` (arm, objects,
+target, task variables), runs a fresh executor at the env's control rate for `episode_length`
+control ticks, and samples the
 env's success predicate on the robot twice per control period (success latched; time to success
 is the executor's tick count at the first sample that saw it). What differs from the in-process
 rollout, by design: MuJoCo's C physics on the nominal model (no DR; `overrides` for sim-to-sim
@@ -40,6 +41,17 @@ class ExecutionConfig:
   refill_threshold: float = 1.0
   merge: str = "replace"
   stop_after_s: float = 0.5   # the watchdog: hold and stop when no chunk arrives for this long
+
+  @classmethod
+  def execute_k_of_h(cls, chunk_length: int, execute: int, **kwargs) -> "ExecutionConfig":
+    """Execute `execute` (K) actions of each H-action chunk, then replace the rest with a new
+    chunk: the executor plans when at most H - K actions are queued, i.e. once K of them ran
+    (refill threshold (H - K + 0.5) / H against its `len(queue) < g * H`; K = H plans when the
+    queue is empty)."""
+    if not 1 <= execute <= chunk_length:
+      raise ValueError(f"execute ({execute}) must be in 1..chunk_length ({chunk_length})")
+    return cls(chunk_length=chunk_length,
+               refill_threshold=(chunk_length - execute + 0.5) / chunk_length, **kwargs)
 
 
 def evaluate_served(env, planner: Planner, seed: int, num_episodes: int,
@@ -101,7 +113,8 @@ def evaluate_served(env, planner: Planner, seed: int, num_episodes: int,
   jitter = np.abs(np.asarray(jitters or [np.nan])) * 1e3
   bridge = {"latency_ms_p50": float(np.median(latency)),
             "latency_ms_p99": float(np.percentile(latency, 99)),
-            "jitter_ms_p50": float(np.median(jitter)), "jitter_ms_p99": float(np.percentile(jitter, 99)),
+            "jitter_ms_p50": float(np.median(jitter)),
+            "jitter_ms_p99": float(np.percentile(jitter, 99)),
             "hold_ticks": int(holds), "missed_ticks": int(missed), "watchdog_stops": int(stops),
             "control_hz": float(hz)}
   episodes = rollout_lib.Episodes(

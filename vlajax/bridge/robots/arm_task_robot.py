@@ -14,8 +14,10 @@ and applied to the robot's `MjData`, so they cannot drift from the training env.
 reaches them as an `mjx.Data` carrying the fields those functions read (`MJX_FIELDS`: joint
 state, site and body frames, the Jacobian's `cdof` / `subtree_com`; the rest zeros): 0.2 ms per
 call where `mjx.put_data` of the whole state takes ~8 ms, too slow for a 50 Hz loop. The tests
-check every task's functions against `mjx.put_data`. What differs is the physics: MuJoCo's C solver in float64 on the nominal model (the env's
-DR off) plus any `PhysicsOverrides`, stepped in real time at the env's `sim_dt`.
+check every task's functions against `mjx.put_data`. What differs is the physics: MuJoCo's C
+solver in float64 on the nominal model (the env's DR off) plus any `PhysicsOverrides`, stepped in
+real time at the env's `sim_dt`. Task variables (e.g. pick's `lifted`) latch, as in the env's
+step, whenever the robot is observed or scored (`get_observation`, `success`).
 """
 from __future__ import annotations
 
@@ -92,14 +94,15 @@ class ArmTaskRobot(MujocoRobot):
 
   def reset(self) -> dict:
     """The home pose with the current task variables: call `set_task` for an episode."""
-    if hasattr(self, "_info"):
-      self._info.pop("ctrl", None)
+    self._info.pop("ctrl", None)
     return super().reset()
 
   def success(self) -> bool:
     """The task's success predicate on the robot's current state."""
     with self._lock:
-      return bool(self._success(self.mjx_data(), self._task))
+      d = self.mjx_data()
+      self._task = jax.device_get(self._update(d, self._task))
+      return bool(self._success(d, self._task))
 
   def task_info(self) -> dict:
     """The task's variables (target, latched flags, instruction, ...) as numpy arrays."""
