@@ -167,6 +167,8 @@ def main():
   parser.add_argument("--brax_epochs", type=int, default=4,
                       help="brax training epochs the iterations are split into (>= 3)")
   parser.add_argument("--seeds", type=int, default=1)
+  parser.add_argument("--first_seed", type=int, default=0,
+                      help="seeds run are first_seed .. first_seed + seeds - 1 (extends a run)")
   parser.add_argument("--episode_length", type=int, default=1000)
   parser.add_argument("--hidden", default="128,128")
   parser.add_argument("--eval_envs", type=int, default=16)
@@ -176,6 +178,7 @@ def main():
                       help="ours only (a screen; the comparison needs brax in the same run)")
   args = parser.parse_args()
   hidden = tuple(int(h) for h in args.hidden.split(","))
+  seeds = range(args.first_seed, args.first_seed + args.seeds)
   results = {"device": str(jax.devices()[0].device_kind), "num_devices": jax.device_count(),
              "jax": jax.__version__, "envs": {}}
   for name in args.envs.split(","):
@@ -186,13 +189,13 @@ def main():
               value_obs_key="privileged_state" if name != "reacher" else "state")
     learner = make_ours(ours_env, hp, args.iterations, args.ours_overrides)
     ours_runs = [run_ours(learner, hp, args.iterations, seed, args.iterations // args.brax_epochs)
-                 for seed in range(args.seeds)]
+                 for seed in seeds]
     print(json.dumps({name: {"ours": ours_runs, "ours_overrides": args.ours_overrides}},
                      default=float), flush=True)
     if args.skip_brax:
       continue
     brax_runs = [run_brax(brax_env, hp, args.iterations, args.brax_epochs, seed)
-                 for seed in range(args.seeds)]
+                 for seed in seeds]
     print(json.dumps({name: {"brax": brax_runs}},
                      default=float), flush=True)
     raw = raw_throughput(ours_env, args.num_envs, args.unroll)

@@ -23,10 +23,14 @@ import numpy as np
 _RLDS_FLAGS = ("is_first", "is_last", "is_terminal")
 
 
-def _as_steps(episode: Mapping[str, Any]) -> dict[str, Any]:
-  """Returns the tfds form `{"steps": {...}, ...}` of an episode, filling optional RLDS fields."""
+def _as_steps(episode: Mapping[str, Any], fill_tfds_form: bool = True) -> dict[str, Any]:
+  """Returns the tfds form `{"steps": {...}, ...}` of an episode, filling optional RLDS fields.
+
+  An episode already in tfds form keeps its episode-level fields; its steps are filled too unless
+  `fill_tfds_form` is False (explicit features describe exactly the fields given).
+  """
   if "steps" in episode:
-    return dict(episode)
+    return {**episode, **_as_steps(episode["steps"])} if fill_tfds_form else dict(episode)
   steps = dict(episode)
   if "action" not in steps or "observation" not in steps:
     raise KeyError(f"episode needs 'observation' and 'action' (has: {sorted(steps)})")
@@ -117,39 +121,49 @@ def write_rlds(data_dir: str, name: str, splits: Mapping[str, Iterable[Mapping[s
   is how vision-language co-training data (image, prompt, answer) is stored.
 
   `num_shards` fixes the TFRecord file count per split (default: tfds decides by size; capped at
-  the smallest split's episode count). The result
+  the smallest split's episode count where the splits are sized: a generator's count is not
+  known up front). Splits may be lists or any iterable of episodes (read once, one at a time). The result
   opens with `tfds.builder_from_directory` and with `vlajax.data.rlds.RldsSource`.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   # A features dict without "steps" describes flat records (e.g. vision-language examples).
   flat = features is not None and "steps" not in features
-  prepared = {split: [_cast_floats(dict(ep) if flat else _as_steps(ep)) for ep in episodes]
-              for split, episodes in splits.items()}
-  for split, episodes in prepared.items():
-    if not episodes:
-      raise ValueError(f"split '{split}' has no episodes")
+  fill = features is None
+  prepare = lambda ep: _cast_floats(dict(ep) if flat else _as_steps(ep, fill))
+  # Each split is read once, lazily (a generator of episodes is never held in memory whole); its
+  # first episode is prepared up front, to check the split is not empty and to infer features.
+  firsts, counts = {}, {}
+  for split, episodes in splits.items():
+    counts[split] = len(episodes) if hasattr(episodes, "__len__") else None
+    iterator = iter(episodes)
+    try:
+      firsts[split] = (prepare(next(iterator)), iterator)
+    except StopIteration:
+      raise ValueError(f"split '{split}' has no episodes") from None
   if features is None:
-    first = next(iter(prepared.values()))[0]
-    features = infer_features(first, image_format=image_format)
+    features = infer_features(next(iter(firsts.values()))[0], image_format=image_format)
 
-  def generate(episodes):
-    for index, episode in enumerate(episodes):
-      yield index, episode
+  def generate(split):
+    first, rest = firsts[split]
+    yield 0, first
+    for index, episode in enumerate(rest, start=1):
+      yield index, prepare(episode)
 
   attrs = {
       "name": name,
       "VERSION": tfds.core.Version(version),
       "_info": lambda self: tfds.core.DatasetInfo(builder=self, features=features),
       "_split_generators": lambda self, dl_manager: {
-          split: generate(episodes) for split, episodes in prepared.items()},
-      "_generate_examples": lambda self, episodes: generate(episodes),
+          split: generate(split) for split in firsts},
+      "_generate_examples": lambda self, examples: examples,
   }
   builder_cls = type(f"RldsWriter_{name}", (tfds.core.GeneratorBasedBuilder,), attrs,
                      skip_registration=True)
   builder = builder_cls(data_dir=data_dir)
   if num_shards is not None:  # tfds needs at least one example per shard in every split
-    num_shards = max(1, min(num_shards, min(len(e) for e in prepared.values())))
+    known = [n for n in counts.values() if n is not None]
+    num_shards = max(1, min([num_shards] + known))
   config = tfds.download.DownloadConfig(num_shards=num_shards)
   builder.download_and_prepare(download_config=config, file_format="tfrecord")
   return os.path.join(data_dir, name, version)

@@ -90,6 +90,8 @@ class ArmEnv(Env):
   """
 
   OBJECTS = ("cube",)   # the free joints of the scene's objects, in `sample_task`'s order
+  PROMPT = ""           # the task in words, for language-conditioned policies (language tasks:
+                        # each episode's instruction, `instructions.text`)
 
   def __init__(self, config: ml_collections.ConfigDict):
     if config.action_space not in ACTION_SPACES:
@@ -369,6 +371,8 @@ class ArmEnv(Env):
 
   def cube_vel(self, data: mjx.Data) -> jax.Array:
     return self.object_vel(data, 0)
+
+  PROPRIOCEPTION_SIZE = 18   # obs["state"][:18] is `proprioception`, joint angles noisy under DR
 
   def proprioception(self, data: mjx.Data) -> jax.Array:
     """f32[18]: arm joint angles (7), joint velocities (7), gripper opening (1), tool point (3)."""

@@ -125,11 +125,14 @@ class CubeTask(arm.ArmEnv):
 class ArmPushCube(CubeTask):
   """Push the cube into the goal region (`arm_push_cube`)."""
 
+  PROMPT = "push the cube onto the green disc"
+
 
 class ArmPickCube(CubeTask):
   """Lift the cube, then place it in the goal region and let go (`arm_pick_cube`)."""
 
   PICK = True
+  PROMPT = "pick up the cube and put it on the green disc"
 
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:

@@ -21,6 +21,8 @@ from vlajax.envs.manipulation import arm
 class ArmReach(arm.ArmEnv):
   """Reach a target point drawn uniformly in `target_low` .. `target_high` (m, world frame)."""
 
+  PROMPT = "move the gripper to the green marker"
+
   @classmethod
   def default_config(cls) -> ml_collections.ConfigDict:
     config = arm.arm_config()
