@@ -2,12 +2,14 @@
 
 Names (each a default env and policy kind; every key can be overridden):
   ppo        a PPO run directory:  --config.policy.path=runs/ppo_cpu  (env: the run's own)
+  chunk      an action head trained on demos (`experiments.train_policy`):
+             --config.policy.path=runs/dp_pick  (env and action space: the demos')
   scripted   the scripted expert of a manipulation task:  --config.env_name=arm_pick_cube
   random     uniform random actions (a floor), `arm_reach` by default
   language   the scripted expert on `tabletop_language`'s held-out instructions
              (`split=heldout` in `env_overrides`), with the generalization matrix in the report
 
-`policy.kind`: ppo | sac | tdmpc | scripted | random | vla (`vlajax.eval.policies`), or remote: a
+`policy.kind`: ppo | sac | tdmpc | scripted | random | vla | chunk (`vlajax.eval.policies`), or remote: a
 policy served at `policy.path` = host:port (`experiments.serve_policy`), evaluated through the
 bridge (client, executor, safety layer) on the arm task's native-MuJoCo twin in real time
 (`vlajax.eval.served`; the report adds the bridge's latency). `env_name` "" means the env the
@@ -25,7 +27,7 @@ def _policy(kind: str = "", path: str = "") -> ml_collections.ConfigDict:
 
 
 def get_config(name: str = "scripted") -> ml_collections.ConfigDict:
-  presets = {"ppo": ("", "ppo"), "scripted": ("arm_reach", "scripted"),
+  presets = {"ppo": ("", "ppo"), "chunk": ("", "chunk"), "scripted": ("arm_reach", "scripted"),
              "random": ("arm_reach", "random"), "language": ("tabletop_language", "scripted")}
   if name not in presets:
     raise KeyError(f"unknown eval_policy config '{name}' (have: {', '.join(sorted(presets))})")

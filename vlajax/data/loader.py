@@ -31,7 +31,8 @@ class DataLoader:
   def __init__(self, cfg, mesh=None, *, train: bool = True, split: str | None = None,
                stats_dir: str | None = None, state: Mapping[str, Any] | None = None,
                process_index: int | None = None, process_count: int | None = None,
-               batch_axes: tuple[str, ...] = ("data",), dataset_dirs: Mapping[str, str] | None = None):
+               batch_axes: tuple[str, ...] = ("data",), dataset_dirs: Mapping[str, str] | None = None,
+               stats: Mapping[str, dict] | None = None):
     self.cfg = cfg
     self.train = train
     self.process_index = jax.process_index() if process_index is None else process_index
@@ -63,7 +64,8 @@ class DataLoader:
       sources[n] = rlds.RldsSource(directory, split)
       identity = {"name": n, "directory": sources[n].directory, "split": split,
                   "episodes": sources[n].num_episodes, "registry": oxe_registry.REGISTRY_VERSION}
-      self.stats[n] = normalization.load_or_compute(
+      # Given `stats` (a held-out split normalized like the training split) win over computing.
+      self.stats[n] = dict(stats[n]) if stats and n in stats else normalization.load_or_compute(
           stats_dir, n, identity, lambda n=n: mixture.compute_stats(n, sources[n]))
     vl = bool(cfg.vl_data_dir) and cfg.vl_ratio > 0
     robot_share = 1.0 - (cfg.vl_ratio if vl else 0.0)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -44,12 +45,11 @@ def _where(xp_mask, a, b):
 
 
 def _as_float(x):
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    if isinstance(x, tf.Tensor):
-      return tf.cast(x, tf.float32), tf
-  except ImportError:  # pragma: no cover
-    pass
+  # A TF tensor exists only where TensorFlow is imported already; importing it here would break a
+  # process that renders (TensorFlow and Mesa's EGL cannot share one: `data.collect.write`).
+  tf = sys.modules.get("tensorflow")
+  if tf is not None and isinstance(x, tf.Tensor):
+    return tf.cast(x, tf.float32), tf
   if type(x).__module__.startswith("jax"):
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
     return jnp.asarray(x, jnp.float32), jnp

@@ -69,6 +69,11 @@ def make_env(config) -> tuple[str, object]:
     run_name, run_env = _run_env(config.policy.kind, config.policy.path, step)
     if not name or name == run_name:
       name, base = run_name, run_env
+  if config.policy.kind == "chunk" and config.policy.path:
+    from vlajax.imitation import policy as imitation_policy  # pylint: disable=import-outside-toplevel
+    demos = imitation_policy.read_policy_file(config.policy.path)["dataset"]
+    name = name or demos["env_name"]
+    overrides.setdefault("action_space", demos["action_space"])
   if config.policy.kind == "remote" and not name:
     with _connect(config.policy.path) as client:
       name = str(client.metadata.get("env_name", ""))

@@ -10,6 +10,10 @@ observation dict, or the whole env state for scripted experts) and `info` (the l
             the carry holds per env (`plan=False`: the prior's mode, no carry).
   scripted  the env's scripted expert (`envs.manipulation.experts`), reading the privileged state.
   random    uniform actions in [-1, 1] (a floor for success rates).
+  chunk     a `train_policy` run (an action head: `imitation.policy.load_policy`): its cameras
+            rendered at its image size, `obs["state"][:proprio_dim]` as the proprioception, the
+            last `window` observations (the first one repeated at the episode start, as the
+            data pipeline pads), the first `execute` actions of each chunk (default: the run's).
   vla       a `train_vla` run (`vla.load_batched_policy`): the model's cameras rendered at its image
             size (the host loop, `rollout_on_host`), `obs["state"]` as its state, the episode's
             instruction (language envs; else `prompt`) tokenized once per instruction table;
@@ -29,7 +33,7 @@ import jax.numpy as jnp
 
 from vlajax.envs import rollout as rollout_lib
 
-KINDS = ("ppo", "sac", "tdmpc", "scripted", "random", "vla")
+KINDS = ("ppo", "sac", "tdmpc", "scripted", "random", "vla", "chunk")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +127,59 @@ def _vla(env, path, step, execute: int | None, prompt: str) -> EvalPolicy:
                     cameras=tuple(info["cameras"]), image_size=int(info["image_size"]))
 
 
+def _chunk(env, path, step, execute: int | None) -> EvalPolicy:
+  if not path:
+    raise ValueError("policy kind 'chunk' needs policy.path (a train_policy run directory)")
+  from vlajax.envs import render  # pylint: disable=import-outside-toplevel
+  from vlajax.imitation import policy as imitation_policy  # pylint: disable=import-outside-toplevel
+  from vlajax.policies import chunking  # pylint: disable=import-outside-toplevel
+  chunk_fn, info = imitation_policy.load_policy(path, step)
+  missing = [c for c in info["cameras"] if c not in render.camera_names(env.mj_model)]
+  if missing:
+    raise ValueError(f"the chunk policy at {path} reads cameras {missing}; the env "
+                     f"{type(env).__name__} has {list(render.camera_names(env.mj_model))}")
+  window, proprio_dim = int(info["window"]), int(info["proprio_dim"])
+
+  def current(state):
+    obs = {f"image_{c}": state.obs["images"][c] for c in info["cameras"]}
+    if proprio_dim:
+      obs["proprio"] = state.obs["state"][:, :proprio_dim]
+    return obs
+
+  def chunks(observed, rng):
+    return chunk_fn(observed, rng)
+  horizon = int(info["action_horizon"])
+  execute = execute or int(info["execute"])
+  inner_act, inner_init = chunking.replan_every_k(chunks, horizon, execute)
+
+  def act(carry, state, rng):
+    inner, history, started = carry
+    now = current(state)
+    if window == 1:
+      action, inner = inner_act(inner, now, rng)
+      return action, (inner, history, started)
+    # history: [B, window - 1, ...] per key, the previous observations (the first one repeated).
+    history = jax.tree.map(lambda h, x: jnp.where(started, h, jnp.repeat(
+        x[:, None], window - 1, axis=1).astype(h.dtype)), history, now)
+    stacked = jax.tree.map(lambda h, x: jnp.concatenate([h, x[:, None].astype(h.dtype)], 1),
+                           history, now)
+    action, inner = inner_act(inner, stacked, rng)
+    return action, (inner, jax.tree.map(lambda s: s[:, 1:], stacked), jnp.ones((), bool))
+
+  size = int(info["image_size"])
+
+  def init_carry(num_envs: int):
+    history = {f"image_{c}": jnp.zeros((num_envs, max(window - 1, 0), size, size, 3), jnp.uint8)
+               for c in info["cameras"]}
+    if proprio_dim:
+      history["proprio"] = jnp.zeros((num_envs, max(window - 1, 0), proprio_dim), jnp.float32)
+    return inner_init(num_envs, int(info["action_size"])), history, jnp.zeros((), bool)
+
+  info = dict(info, execute=execute)
+  return EvalPolicy(act, init_carry, rollout_lib.full_state, info, cameras=tuple(info["cameras"]),
+                    image_size=size)
+
+
 def load(kind: str, env, path: str | None = None, step: int | None = None, *, plan: bool = True,
          seed: int = 0, execute: int | None = None, prompt: str = "") -> EvalPolicy:
   """The `kind` policy (see the module doc) for the unbatched `env`, checked against it.
@@ -136,6 +193,8 @@ def load(kind: str, env, path: str | None = None, step: int | None = None, *, pl
     result = _tdmpc(env, path, step, plan, seed)
   elif kind == "vla":
     result = _vla(env, path, step, execute, prompt)
+  elif kind == "chunk":
+    result = _chunk(env, path, step, execute)
   elif kind == "scripted":
     from vlajax.envs.manipulation import experts  # pylint: disable=import-outside-toplevel
     expert = jax.vmap(experts.make_expert(env))

@@ -1,5 +1,4 @@
-"""Action heads shared by imitation learning and the VLA (protocol in ``base``).
-
-``flow_matching``: flow-matching math (pi0 convention) and ``FlowMatchingPolicy`` over a small
-observation encoder (``encoders``); ``chunking``: action chunks and temporal ensembling.
-"""
+"""Action heads behind one protocol (`base`): chunk regression (`regression`), ACT (`act`),
+Diffusion Policy (`diffusion`), flow matching (`flow_matching`), one constructor (`heads`);
+observation encoders and image augmentation (`encoders`); action chunking and temporal ensembling
+(`chunking`)."""

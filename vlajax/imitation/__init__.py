@@ -1,0 +1,1 @@
+"""One training loop for every chunk policy: action heads (`vlajax.policies`) and the VLA."""
