@@ -131,3 +131,58 @@ def test_host_rollout_delivers_the_frames_of_each_step():
   np.testing.assert_array_equal(again, images[:, 1])
   camera_env.close()
 
+
+
+def _hand_made_chunk_run(run_dir, window: int) -> None:
+  """A `train_policy` run directory without training (a fresh head, identity statistics): what
+  `imitation.policy.load_policy` reads, made without TensorFlow (this process renders)."""
+  from vlajax.core import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  from vlajax.core.checkpoint import Checkpointer  # pylint: disable=import-outside-toplevel
+  from vlajax.imitation import batch as batch_lib  # pylint: disable=import-outside-toplevel
+  from vlajax.imitation import policy as policy_lib  # pylint: disable=import-outside-toplevel
+  from vlajax.imitation import train as train_lib  # pylint: disable=import-outside-toplevel
+  spec = batch_lib.BatchSpec(4, 7, 18, ("image_primary",), window)
+  model = policy_lib.make_model("regression", spec, {"width": 32})
+  trainer = train_lib.build_trainer(model, train_lib.OptimConfig(ema_decay=None),
+                                    policy_lib.example_batch(spec, 2, 32),
+                                    mesh_lib.make_mesh({"data": 1}, devices=jax.devices()[:1]))
+  ckpt = Checkpointer(run_dir / "checkpoints")
+  ckpt.save(1, trainer.init(jax.random.PRNGKey(0)),
+            {"step": 1, "config": {"optim": {"ema_decay": 0.0}}})
+  ckpt.close()
+  ones = lambda n: {"mean": [0.0] * n, "std": [1.0] * n, "q01": [-1.0] * n, "q99": [1.0] * n}
+  policy = {"kind": "regression", "fields": {"width": 32},
+            "spec": {"action_horizon": 4, "action_dim": 7, "proprio_dim": 18,
+                     "image_keys": ["image_primary"], "window": window},
+            "image_size": 32, "execute": 2, "normalization": "normal",
+            "action_stats": ones(7), "action_normalize": [True] * 6 + [False],
+            "proprio_stats": ones(18), "proprio_normalize": [True] * 18,
+            "dataset": {"name": "hand_made", "env_name": "arm_reach", "action_space": "ee_delta",
+                        "cameras": ["primary"], "train_episodes": 0, "frames": 0}}
+  (run_dir / policy_lib.POLICY_FILE).write_text(json.dumps(policy))
+
+
+def test_chunk_policy_runs_closed_loop_with_history(tmp_path):
+  """The `chunk` kind: cameras rendered at the head's size, a history window of 2, 2 of every 4
+  actions executed; deterministic for a seed; the job picks the demos' env and action space."""
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  _hand_made_chunk_run(run_dir, window=2)
+  env = envs.make("arm_reach", action_space="ee_delta")
+  policy = policies.load("chunk", env, path=str(run_dir))
+  assert policy.cameras == ("primary",) and policy.image_size == 32
+  assert policy.info["execute"] == 2 and policy.info["window"] == 2
+  first, _ = closed_loop.evaluate_policy(env, policy, seed=0, num_episodes=2, episode_length=6,
+                                         batch_size=2)
+  again, _ = closed_loop.evaluate_policy(env, policy, seed=0, num_episodes=2, episode_length=6,
+                                         batch_size=2)
+  np.testing.assert_array_equal(first.episode_return, again.episode_return)
+  assert np.all(np.isfinite(first.episode_return))
+  config = eval_config.get_config("chunk")
+  config.policy.path = str(run_dir)
+  name, job_env = job.make_env(config)
+  assert name == "arm_reach" and job_env.config.action_space == "ee_delta"
+  with pytest.raises(ValueError, match="action size 7"):
+    policies.load("chunk", envs.make("arm_reach"), path=str(run_dir))   # joint_delta: 8
+  with pytest.raises(ValueError, match="policy.path"):
+    policies.load("chunk", env)

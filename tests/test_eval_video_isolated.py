@@ -4,4 +4,4 @@ from test_envs_render_isolated import run_in_fresh_process
 
 
 def test_eval_video_tests_pass_in_a_fresh_process():
-  run_in_fresh_process("tests/test_eval_video.py", min_passed=3)
+  run_in_fresh_process("tests/test_eval_video.py", min_passed=4)
