@@ -98,8 +98,8 @@ def build_trainer(model, cfg: OptimConfig, example: dict, mesh: Mesh,
                   is_frozen: Callable[[str], bool] | None = None) -> Trainer:
   """Jitted init / step / evaluate / sample for `model` on batches shaped like `example`."""
   init_key = jax.random.PRNGKey(0)
-  abstract = jax.eval_shape(lambda r: model.init(r, example["obs"], example["actions"], r),
-                            init_key)
+  abstract = jax.eval_shape(lambda r: model.init(r, example["obs"], example["actions"], r,
+                                                 method=model.compute_loss), init_key)
   tx = make_optimizer(cfg, abstract, is_frozen)
   schedule = make_schedule(cfg)
   accum = cfg.grad_accum
@@ -108,7 +108,7 @@ def build_trainer(model, cfg: OptimConfig, example: dict, mesh: Mesh,
 
   def init(key):
     params = model.init(jax.random.fold_in(key, 0), example["obs"], example["actions"],
-                        jax.random.fold_in(key, 2))
+                        jax.random.fold_in(key, 2), method=model.compute_loss)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       ema_params=params if cfg.ema_decay else None,
                       rng=jax.random.fold_in(key, 1))

@@ -13,8 +13,10 @@ Optional co-training text loss: tokens flagged by ``text_target_mask`` (a VQA an
 continuation) are causal within the prefix and predicted next-token from the expert-0 outputs, weighted
 by ``config.text_loss_weight`` (0 = off; ``compute_losses``).
 
-Use through ``model.apply(params, batch, rng, method=...)`` with the methods ``compute_loss``,
-``compute_losses``, ``sample_actions``, ``prefix_logits``; ``init`` goes through ``compute_loss``.
+Use through ``model.apply(params, batch, rng, method=...)`` with the methods ``compute_losses``,
+``sample_actions``, ``prefix_logits``; ``init`` goes through ``__call__(batch, rng)``.
+``compute_loss(obs, actions, rng, mask)`` is the action-head protocol (``vlajax.policies.base``),
+through which ``vlajax.imitation``'s trainer trains the VLA like any head.
 """
 from __future__ import annotations
 
@@ -147,13 +149,21 @@ class Pi0(nn.Module):
       out["loss"] = action_loss + weight * out["text_loss"]
     return out
 
-  def compute_loss(self, batch, rng):
-    """Returns (scalar training loss, per-example (B,) action loss)."""
+  def compute_loss(self, obs, actions, rng, mask=None):
+    """The action-head protocol (`vlajax.policies.base`), so `vlajax.imitation` trains the VLA
+    like any head: `obs` the model batch's observation fields, `actions` (B, H, A), `mask`
+    broadcastable to (B, H, A) (the batch's `action_mask`). Returns (scalar training loss,
+    per-example (B,) action loss)."""
+    batch = dict(obs, actions=actions)
+    if mask is not None:
+      batch["action_mask"] = mask
     losses = self.compute_losses(batch, rng)
     return losses["loss"], losses["per_example"]
 
   def __call__(self, batch, rng):
-    return self.compute_loss(batch, rng)
+    """(scalar training loss, per-example action loss) of a whole model batch (`init` uses it)."""
+    losses = self.compute_losses(batch, rng)
+    return losses["loss"], losses["per_example"]
 
   def sample_actions(self, obs, rng, num_steps: int = 10, use_kv_cache: bool = True, noise=None):
     """Euler-integrates from noise (t=1) to actions (t=0). Returns (B, H, A) float32.
