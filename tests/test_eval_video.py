@@ -178,6 +178,11 @@ def test_chunk_policy_runs_closed_loop_with_history(tmp_path):
                                          batch_size=2)
   np.testing.assert_array_equal(first.episode_return, again.episode_return)
   assert np.all(np.isfinite(first.episode_return))
+  ensembled = policies.load("chunk", env, path=str(run_dir), ensemble=0.01)
+  assert ensembled.info["execute"] == 1
+  ens, _ = closed_loop.evaluate_policy(env, ensembled, seed=0, num_episodes=2, episode_length=6,
+                                       batch_size=2)
+  assert np.all(np.isfinite(ens.episode_return))
   config = eval_config.get_config("chunk")
   config.policy.path = str(run_dir)
   name, job_env = job.make_env(config)

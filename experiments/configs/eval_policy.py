@@ -21,9 +21,10 @@ import ml_collections
 
 
 def _policy(kind: str = "", path: str = "") -> ml_collections.ConfigDict:
-  # plan: tdmpc's MPPI; execute (0 = the whole chunk) and prompt (envs without instructions): vla's.
+  # plan: tdmpc's MPPI; execute (0 = the whole chunk) and prompt (envs without instructions): vla's;
+  # execute and ensemble (ACT's temporal ensembling, weights exp(-ensemble * i); 0 = off): chunk's.
   return ml_collections.ConfigDict({"kind": kind, "path": path, "step": -1, "plan": True,
-                                    "seed": 0, "execute": 0, "prompt": ""})
+                                    "seed": 0, "execute": 0, "prompt": "", "ensemble": 0.0})
 
 
 def get_config(name: str = "scripted") -> ml_collections.ConfigDict:

@@ -126,6 +126,7 @@ def _evaluate_one(env, env_name: str, policy_config, config, out: pathlib.Path,
   policy = policies.load(policy_config.kind, env, policy_config.path or None, step,
                          plan=policy_config.plan, seed=policy_config.seed,
                          execute=policy_config.get("execute") or None,
+                         ensemble=float(policy_config.get("ensemble", 0.0)),
                          prompt=policy_config.get("prompt", ""))
   length = config.episode_length or None
   episodes, trace = closed_loop.evaluate_policy(

@@ -13,7 +13,9 @@ observation dict, or the whole env state for scripted experts) and `info` (the l
   chunk     a `train_policy` run (an action head: `imitation.policy.load_policy`): its cameras
             rendered at its image size, `obs["state"][:proprio_dim]` as the proprioception, the
             last `window` observations (the first one repeated at the episode start, as the
-            data pipeline pads), the first `execute` actions of each chunk (default: the run's).
+            data pipeline pads), the first `execute` actions of each chunk (default: the run's),
+            or with `ensemble` > 0 ACT's temporal ensembling (a chunk every step, weights
+            exp(-ensemble * i), `policies.chunking.temporal_ensemble`).
   vla       a `train_vla` run (`vla.load_batched_policy`): the model's cameras rendered at its image
             size (the host loop, `rollout_on_host`), `obs["state"]` as its state, the episode's
             instruction (language envs; else `prompt`) tokenized once per instruction table;
@@ -127,7 +129,7 @@ def _vla(env, path, step, execute: int | None, prompt: str) -> EvalPolicy:
                     cameras=tuple(info["cameras"]), image_size=int(info["image_size"]))
 
 
-def _chunk(env, path, step, execute: int | None) -> EvalPolicy:
+def _chunk(env, path, step, execute: int | None, ensemble: float = 0.0) -> EvalPolicy:
   if not path:
     raise ValueError("policy kind 'chunk' needs policy.path (a train_policy run directory)")
   from vlajax.envs import render  # pylint: disable=import-outside-toplevel
@@ -150,7 +152,11 @@ def _chunk(env, path, step, execute: int | None) -> EvalPolicy:
     return chunk_fn(observed, rng)
   horizon = int(info["action_horizon"])
   execute = execute or int(info["execute"])
-  inner_act, inner_init = chunking.replan_every_k(chunks, horizon, execute)
+  if ensemble > 0:   # ACT: a new chunk every step, overlapping predictions averaged
+    inner_act, inner_init = chunking.temporal_ensemble(chunks, horizon, alpha=ensemble)
+    execute = 1
+  else:
+    inner_act, inner_init = chunking.replan_every_k(chunks, horizon, execute)
 
   def act(carry, state, rng):
     inner, history, started = carry
@@ -175,13 +181,14 @@ def _chunk(env, path, step, execute: int | None) -> EvalPolicy:
       history["proprio"] = jnp.zeros((num_envs, max(window - 1, 0), proprio_dim), jnp.float32)
     return inner_init(num_envs, int(info["action_size"])), history, jnp.zeros((), bool)
 
-  info = dict(info, execute=execute)
+  info = dict(info, execute=execute, ensemble=ensemble)
   return EvalPolicy(act, init_carry, rollout_lib.full_state, info, cameras=tuple(info["cameras"]),
                     image_size=size)
 
 
 def load(kind: str, env, path: str | None = None, step: int | None = None, *, plan: bool = True,
-         seed: int = 0, execute: int | None = None, prompt: str = "") -> EvalPolicy:
+         seed: int = 0, execute: int | None = None, prompt: str = "",
+         ensemble: float = 0.0) -> EvalPolicy:
   """The `kind` policy (see the module doc) for the unbatched `env`, checked against it.
   `plan`, `seed`: tdmpc's; `execute`, `prompt`: vla's."""
   if kind not in KINDS:
@@ -194,7 +201,7 @@ def load(kind: str, env, path: str | None = None, step: int | None = None, *, pl
   elif kind == "vla":
     result = _vla(env, path, step, execute, prompt)
   elif kind == "chunk":
-    result = _chunk(env, path, step, execute)
+    result = _chunk(env, path, step, execute, ensemble)
   elif kind == "scripted":
     from vlajax.envs.manipulation import experts  # pylint: disable=import-outside-toplevel
     expert = jax.vmap(experts.make_expert(env))
