@@ -44,6 +44,10 @@ def get_config(name: str = "diffusion") -> ml_collections.ConfigDict:
       "window": window,
       "cameras": "primary,wrist",
       "proprio": True,
+      # "proprio": the 18 joint / gripper / tool-point entries (an image policy); "state": the
+      # whole obs["state"] of the demos (privileged task information: a state policy, e.g. to
+      # check the pipeline without pixels).
+      "proprio_source": "proprio",
       # Random-shift augmentation (+-4 px) for the heads that have it (not flow).
       "fields": ml_collections.ConfigDict(
           dict(fields, **({} if name == "flow" else {"augment": not smoke}))),

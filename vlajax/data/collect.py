@@ -261,7 +261,8 @@ def write(episode_iter: Iterable[Mapping[str, Any]], data_dir: str, name: str, e
     raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
   info = {"name": name, "env_name": env_name, "env_class": type(env.unwrapped).__name__,
           "action_space": str(env.config.action_space), "action_dim": int(env.action_size),
-          "proprio_dim": int(env.unwrapped.PROPRIOCEPTION_SIZE), "cameras": list(config.cameras),
+          "proprio_dim": int(env.unwrapped.PROPRIOCEPTION_SIZE),
+          "state_dim": int(env.observation_size["state"][0]), "cameras": list(config.cameras),
           "image_size": int(config.image_size), "gripper": "last entry; -1 closed, +1 open in the "
           "env; the registered dataset maps it to 0 closed, 1 open (vlajax.data's convention)",
           "collect_config": dataclasses.asdict(config)}
@@ -318,7 +319,16 @@ def _writer_process(episode_queue, result_queue, data_dir: str, name: str, val_f
   from vlajax.data import writer  # pylint: disable=import-outside-toplevel  (imports TF)
 
   def received():
-    while (episode := episode_queue.get()) is not None:
+    parent = multiprocessing.parent_process()
+    while True:
+      try:
+        episode = episode_queue.get(timeout=5.0)
+      except queue.Empty:
+        if parent is not None and not parent.is_alive():   # the collector died: no dataset
+          raise RuntimeError("the collecting process exited before the last episode") from None
+        continue
+      if episode is None:
+        return
       yield episode
 
   try:
@@ -345,11 +355,14 @@ def read_info(directory: str) -> dict:
     return json.load(f)
 
 
-def register(info: Mapping[str, Any]) -> None:
+def register(info: Mapping[str, Any], proprio_source: str = "proprio") -> None:
   """Registers a demo dataset (its `read_info`) with `oxe_registry`, so `vlajax.data` reads it
-  like an OXE dataset: the `primary` / `wrist` cameras, `proprio` as the state, the env's action
-  with the gripper (last) mapped from the env's -1 / +1 to 0 / 1 and not normalized
-  (`to_env_action` maps a model's output back)."""
+  like an OXE dataset: the `primary` / `wrist` cameras, `proprio` (or with `proprio_source`
+  "state" the whole `state` a state policy sees: privileged task information) as the state,
+  the env's action with the gripper (last) mapped from the env's -1 / +1 to 0 / 1 and not
+  normalized (`to_env_action` maps a model's output back)."""
+  if proprio_source not in ("proprio", "state"):
+    raise ValueError(f"proprio_source must be 'proprio' or 'state', got {proprio_source!r}")
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from vlajax.data import oxe_registry  # pylint: disable=import-outside-toplevel
 
@@ -362,7 +375,7 @@ def register(info: Mapping[str, Any]) -> None:
   oxe_registry.register(oxe_registry.DatasetSpec(
       name=info["name"], primary_image="image_primary" if "primary" in cameras else None,
       wrist_image="image_wrist" if "wrist" in cameras else None,
-      proprio=(("proprio", 0, int(info["proprio_dim"])),), action_fn=action_fn,
+      proprio=((proprio_source, 0, int(info[f"{proprio_source}_dim"])),), action_fn=action_fn,
       action_space="ee_delta" if info["action_space"] == "ee_delta" else "joint",
       action_mask=(True,) * dim, normalize_action=(True,) * (dim - 1) + (False,),
       instruction="language_instruction"))

@@ -39,7 +39,7 @@ def _spec(model_cfg, info: dict) -> batch_lib.BatchSpec:
                      f"{info['cameras']}")
   return batch_lib.BatchSpec(
       action_horizon=int(model_cfg.action_horizon), action_dim=int(info["action_dim"]),
-      proprio_dim=int(info["proprio_dim"]) if model_cfg.proprio else 0,
+      proprio_dim=int(info[f"{model_cfg.proprio_source}_dim"]) if model_cfg.proprio else 0,
       image_keys=tuple(f"image_{c}" for c in cameras), window=int(model_cfg.window))
 
 
@@ -94,7 +94,11 @@ def train(config, run_dir: str | pathlib.Path, mesh) -> dict:
                      "e.g. runs/demos/sim_arm_pick_cube/0.1.0)")
   directory = pathlib.Path(config.data.dataset_dir)
   info = collect.read_info(str(directory))
-  collect.register(info)
+  if "state_dim" not in info:   # datasets written before state_dim was recorded
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    features = tfds.builder_from_directory(str(directory)).info.features
+    info["state_dim"] = int(features["steps"]["observation"]["state"].shape[0])
+  collect.register(info, config.model.proprio_source)
   spec = _spec(config.model, info)
   cfg = _data_config(config, spec, info, str(directory.parents[1]))
   run_dir = pathlib.Path(run_dir)
@@ -128,6 +132,7 @@ def train(config, run_dir: str | pathlib.Path, mesh) -> dict:
             "proprio_dim": spec.proprio_dim, "image_keys": list(spec.image_keys),
             "window": spec.window},
         "image_size": int(config.data.image_size), "execute": int(config.execute),
+        "proprio_source": config.model.proprio_source,
         "normalization": cfg.normalization,
         "action_stats": {k: stats["action"][k] for k in ("mean", "std", "q01", "q99")},
         "action_normalize": list(oxe_registry.spec(info["name"]).normalize_action),
