@@ -167,3 +167,13 @@ def test_bad_input_names_the_problem(dataset_dir, tmp_path):
     policy_lib.train(config, tmp_path / "bad", mesh_lib.make_mesh({"data": -1}))
   with pytest.raises(FileNotFoundError, match="policy.json"):
     policy_lib.load_policy(tmp_path / "nothing")
+
+
+def test_ema_warms_up():
+  from vlajax.imitation import train as train_lib  # pylint: disable=import-outside-toplevel
+  assert float(train_lib.ema_decay_at(0.999, 0)) == pytest.approx(0.1)
+  assert float(train_lib.ema_decay_at(0.999, 90)) == pytest.approx(0.91)
+  assert float(train_lib.ema_decay_at(0.999, 100_000)) == pytest.approx(0.999)
+  # After 2,000 steps the initial weights weigh prod(d_t) in the average: tiny, not 0.999^2000.
+  weights = np.prod([float(train_lib.ema_decay_at(0.999, t)) for t in range(2000)])
+  assert weights < 1e-3 < 0.999 ** 2000

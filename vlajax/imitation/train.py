@@ -134,7 +134,7 @@ def build_trainer(model, cfg: OptimConfig, example: dict, mesh: Mesh,
     params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
     if ema is not None:
-      d = cfg.ema_decay
+      d = ema_decay_at(cfg.ema_decay, state.step)
       ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
     metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": schedule(state.step),
                "param_norm": optax.global_norm(params)}
@@ -160,6 +160,14 @@ def build_trainer(model, cfg: OptimConfig, example: dict, mesh: Mesh,
               out_shardings=(replicated, replicated), donate_argnums=0),
       jax.jit(evaluate, in_shardings=(replicated, batch_sharding, replicated)),
       jax.jit(sample))
+
+
+def ema_decay_at(decay: float, step) -> jnp.ndarray:
+  """The EMA decay at optimizer step `step`: `min(decay, (1 + step) / (10 + step))`, the warm-up
+  of `tf.train.ExponentialMovingAverage` (a fixed 0.999 would keep 13% of the initial weights
+  after 2,000 steps, and a policy's outputs shrink toward the untrained ones)."""
+  step = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
 
 
 def _micro_batches(x, accum: int):
