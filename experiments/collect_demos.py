@@ -20,7 +20,7 @@ from absl import app
 from ml_collections import config_flags
 
 from vlajax import envs
-from vlajax.data import collect
+from vlajax.imitation import collect
 from vlajax.eval import job, policies
 
 

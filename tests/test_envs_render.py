@@ -9,7 +9,7 @@ These tests run in a fresh process (`tests/test_envs_render_isolated.py` starts 
 creating the first EGL context segfaulted (twice in the full suite, 2026-12-01; the file alone,
 or after test_envs_warp.py, passes). The cause (found 2026-12-04): TensorFlow, which the data
 tests import, and Mesa's llvmpipe cannot share a process; `import tensorflow` then a GL context
-segfaults every time, in either order (`vlajax.data.collect.write` keeps TensorFlow in a child
+segfaults every time, in either order (`vlajax.imitation.collect.write` keeps TensorFlow in a child
 process for the same reason). Run them directly with
 `VLAJAX_RENDER_TESTS=1 python -m pytest -n 0 tests/test_envs_render.py`.
 """

@@ -1,6 +1,6 @@
 """The imitation loop (`vlajax.imitation`, `experiments.train_policy`) on a small demo dataset.
 
-The dataset is written in the demo engine's layout (`vlajax.data.collect`) without rendering:
+The dataset is written in the demo engine's layout (`vlajax.imitation.collect`) without rendering:
 images are deterministic noise, the action a fixed function of the proprioception, so a head that
 learns shows it in its loss. A run killed with SIGKILL resumes to the same parameters, bit for
 bit, as an uninterrupted run.
@@ -20,7 +20,8 @@ import pytest
 from experiments.configs import train_policy as train_config
 from vlajax.core import mesh as mesh_lib
 from vlajax.core.checkpoint import Checkpointer
-from vlajax.data import collect, writer
+from vlajax.data import writer
+from vlajax.imitation import collect
 from vlajax.imitation import batch as batch_lib
 from vlajax.imitation import policy as policy_lib
 

@@ -7,7 +7,7 @@ Names (a task; every key can be overridden):
   smoke              4 reach episodes at 32 px, 60 steps (CI-sized)
 
 The env runs in the `ee_delta` action space (the OXE / VLA form; `env_overrides`); the dataset is
-written to `<data_dir>/<dataset_name>/0.1.0` with `demo_info.json` (`vlajax.data.collect`).
+written to `<data_dir>/<dataset_name>/0.1.0` with `demo_info.json` (`vlajax.imitation.collect`).
 `demonstrator.kind`: scripted (the task's expert) or ppo (a trained state policy at
 `demonstrator.path`, trained in the same action space).
 """

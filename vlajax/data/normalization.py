@@ -46,7 +46,7 @@ def _where(xp_mask, a, b):
 
 def _as_float(x):
   # A TF tensor exists only where TensorFlow is imported already; importing it here would break a
-  # process that renders (TensorFlow and Mesa's EGL cannot share one: `data.collect.write`).
+  # process that renders (TensorFlow and Mesa's EGL cannot share one: `imitation.collect.write`).
   tf = sys.modules.get("tensorflow")
   if tf is not None and isinstance(x, tf.Tensor):
     return tf.cast(x, tf.float32), tf

@@ -1,7 +1,7 @@
 """Training an action head on a demo dataset, and loading the trained policy back.
 
 `train(config, run_dir, mesh)` (the `experiments/configs/train_policy.py` layout) registers the
-demo dataset (`vlajax.data.collect`), builds the head (`policies.heads.make_head`) and runs the
+demo dataset (`vlajax.imitation.collect`), builds the head (`policies.heads.make_head`) and runs the
 library loop (`imitation.loop`). It writes `policy.json`: the head and its fields, the batch
 spec, the dataset's normalization statistics and the env the demos came from.
 
@@ -10,7 +10,7 @@ A]` chunks in the env's action space (unnormalized, gripper back to -1 / +1), fr
 observations `{"proprio": f32[B, (T,) P] unnormalized, "image_<camera>": u8[B, (T,) h, w, 3]}`;
 `info` has the observation spec, `action_size`, `action_horizon`, `execute`, `cameras`,
 `image_size` and `env_name`. Neither import TensorFlow until `train` reads data (a process that
-renders cannot hold TensorFlow: `vlajax.data.collect.write`).
+renders cannot hold TensorFlow: `vlajax.imitation.collect.write`).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import numpy as np
 
 from vlajax.data import normalization
 from vlajax.imitation import batch as batch_lib
+from vlajax.imitation import collect
 from vlajax.imitation import loop as loop_lib
 from vlajax.imitation import train as train_lib
 from vlajax.policies import heads
@@ -85,7 +86,6 @@ def _data_config(config, spec: batch_lib.BatchSpec, info: dict, root: str):
 
 def train(config, run_dir: str | pathlib.Path, mesh) -> dict:
   """Trains (or resumes) the head of `config` on its demo dataset; returns `loop.train`'s result."""
-  from vlajax.data import collect  # pylint: disable=import-outside-toplevel
   from vlajax.data import loader as loader_lib  # pylint: disable=import-outside-toplevel  (TF)
   from vlajax.data import oxe_registry  # pylint: disable=import-outside-toplevel
 
@@ -181,7 +181,7 @@ def load_policy(run_dir: str | pathlib.Path, step: int | None = None, use_ema: b
       model_obs["proprio"] = proprio
     chunk = model.apply(weights, model_obs, rng, method=model.sample_actions)
     chunk = normalization.unnormalize(chunk, action_stats, mode, saved["action_normalize"])
-    return chunk.at[..., -1].set(2.0 * jnp.clip(chunk[..., -1], 0.0, 1.0) - 1.0)
+    return collect.to_env_action(chunk)
 
   info = {"action_size": spec.action_dim, "action_horizon": spec.action_horizon,
           "execute": int(saved["execute"]), "window": spec.window,

@@ -1,5 +1,8 @@
 """The sim demo engine: demonstrations from the manipulation tasks, written as an RLDS dataset.
 
+It joins `envs` (tasks, experts' rollouts, rendering) and `data` (the RLDS writer and registry),
+so it sits above both, in `imitation/` (DESIGN.md's layering: siblings do not import each other).
+
   demonstrator = ...                # act(carry, observed, rng), init_carry(B), observe(state)
   episodes = collect.episodes(env, demonstrator, CollectConfig(num_episodes=100, seed=0))
   summary = collect.write(episodes, data_dir, "sim_arm_pick_cube", env)  # then read as OXE data
@@ -349,7 +352,7 @@ def read_info(directory: str) -> dict:
   """The `demo_info.json` of a demo dataset's version directory (what `write` returned)."""
   path = os.path.join(directory, INFO_FILE)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"'{directory}' is not a demo dataset of vlajax.data.collect: it has "
+    raise FileNotFoundError(f"'{directory}' is not a demo dataset of vlajax.imitation.collect: it has "
                             f"no {INFO_FILE}")
   with open(path, encoding="utf-8") as f:
     return json.load(f)
@@ -382,13 +385,9 @@ def register(info: Mapping[str, Any], proprio_source: str = "proprio") -> None:
 
 
 def to_env_action(action):
-  """The env's action from a registered demo dataset's (unnormalized) action [..., A]: the
-  gripper, last, from 0 / 1 back to -1 / +1 (numpy or jax)."""
-  return action.at[..., -1].set(2.0 * action[..., -1] - 1.0) if hasattr(action, "at") else \
-      _numpy_env_action(action)
-
-
-def _numpy_env_action(action):
-  action = np.array(action, dtype=np.float32, copy=True)
-  action[..., -1] = 2.0 * action[..., -1] - 1.0
-  return action
+  """The env's action from a registered demo dataset's (unnormalized) action [..., A] (numpy or
+  jax, traceable): the gripper, last, from 0 / 1 (clipped to that range) back to -1 / +1."""
+  xp = jnp if isinstance(action, jax.Array) else np
+  action = xp.asarray(action, xp.float32)
+  gripper = 2.0 * xp.clip(action[..., -1:], 0.0, 1.0) - 1.0
+  return xp.concatenate([action[..., :-1], gripper], axis=-1)

@@ -1,4 +1,4 @@
-"""The demo engine (`vlajax.data.collect`, `experiments.collect_demos`) end to end.
+"""The demo engine (`vlajax.imitation.collect`, `experiments.collect_demos`) end to end.
 
 The entry point runs in a subprocess (it renders through EGL, which cannot share a process with
 TensorFlow; see `collect.write`); this process reads the dataset back with tfds and `vlajax.data`,
@@ -18,7 +18,7 @@ import tensorflow_datasets as tfds
 
 import data_testlib as lib
 from vlajax import envs
-from vlajax.data import collect
+from vlajax.imitation import collect
 from vlajax.data import loader as loader_lib
 from vlajax.envs.manipulation import experts
 from vlajax.eval import closed_loop
