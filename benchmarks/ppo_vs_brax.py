@@ -4,7 +4,10 @@ For each env (brax's MJX `reacher`, our `quadruped_joystick`):
   * brax PPO (`brax.training.agents.ppo.train`) and ours, same num_envs / unroll / minibatches /
     epochs / lr / entropy / γ / λ / clip / networks / observation normalization / env steps;
   * env steps/s of each (after compilation) and the ratio ours / brax;
-  * final deterministic evaluation return of each;
+  * deterministic evaluation return (and the quadruped's tracking errors) of each at brax's
+    evaluation points; brax's policy is evaluated twice there: by brax's own evaluator (its own
+    initial states) and by ours on exactly the initial states ours is evaluated on (key 7), so the
+    two learners are also compared on the same states;
   * our raw jitted, vmapped env-step throughput at the same batch, and learner / raw.
 
   python benchmarks/ppo_vs_brax.py                       # CPU-sized default
@@ -37,8 +40,10 @@ from vlajax import envs
 from vlajax.core import mesh as mesh_lib
 from vlajax.core.config import apply_overrides
 from vlajax.envs import brax_adapter, wrappers
-from vlajax.rl import ppo
+from vlajax.rl import evaluation, ppo
 from progress_log import log
+
+TRACKING = ("tracking/lin_vel_error", "tracking/ang_vel_error")  # quadruped_joystick's eval metrics
 
 
 def make_env(name: str, episode_length: int):
@@ -102,7 +107,7 @@ def run_ours(learner: ppo.Learner, hp: dict, iterations: int, seed: int = 0,
   timed env steps/s covers iterations 2.. without the evaluations."""
   state = learner.init(jax.random.PRNGKey(seed))
   eval_every = eval_every or iterations
-  seconds, curve = 0.0, []
+  seconds, curve, tracking = 0.0, [], []
   for it in range(1, iterations + 1):
     tic = time.perf_counter()
     state, _ = learner.iteration(state)
@@ -110,16 +115,39 @@ def run_ours(learner: ppo.Learner, hp: dict, iterations: int, seed: int = 0,
     if it > 1:  # the first iteration compiles (on the first seed)
       seconds += time.perf_counter() - tic
     if it % eval_every == 0 or it == iterations:
-      ret = float(learner.evaluate(state, jax.random.PRNGKey(7), hp["eval_envs"])["eval/episode_return"])
+      metrics = learner.evaluate(state, jax.random.PRNGKey(7), hp["eval_envs"])
+      ret = float(metrics["eval/episode_return"])
       curve.append((it * learner.env_steps_per_iteration, ret))
-      log(f"ours seed {seed}: {curve[-1][0]} env steps, eval return {ret:.2f}")
+      errors = {k: float(metrics[f"eval/{k}"]) for k in TRACKING if f"eval/{k}" in metrics}
+      if errors:
+        tracking.append((curve[-1][0], errors))
+      log(f"ours seed {seed}: {curve[-1][0]} env steps, eval return {ret:.2f} {errors or ''}")
   sps = (iterations - 1) * learner.env_steps_per_iteration / max(seconds, 1e-9)
   log(f"ours seed {seed}: {sps:.0f} env steps/s")
   return {"env_steps_per_s": sps, "train_seconds": seconds, "final_eval_return": curve[-1][1],
-          "eval_curve": curve, "env_steps": iterations * learner.env_steps_per_iteration}
+          "eval_curve": curve, "eval_tracking_errors": tracking,
+          "env_steps": iterations * learner.env_steps_per_iteration}
 
 
-def run_brax(brax_env, hp: dict, iterations: int, epochs: int, seed: int = 0) -> dict:
+def make_shared_eval(learner: ppo.Learner, hp: dict, array_obs: bool):
+  """`evaluate(make_policy, params) -> metrics`: brax's deterministic policy through our
+  evaluator, on the initial states ours is evaluated on (`learner.evaluate`, key 7).
+  `array_obs`: brax's policy takes `obs["state"]` (brax's own env) rather than our dict."""
+  @functools.partial(jax.jit, static_argnums=0)
+  def evaluate(make_policy, params):
+    policy = make_policy(params, deterministic=True)
+
+    def act(carry, obs, rng):
+      return policy(obs["state"] if array_obs else obs, rng)[0], carry
+    return evaluation.evaluate(learner.eval_env, act, jnp.zeros(()), jax.random.PRNGKey(7),
+                               hp["eval_envs"], hp["episode_length"])
+  return evaluate
+
+
+def run_brax(brax_env, hp: dict, iterations: int, epochs: int, seed: int = 0,
+             shared_eval=None) -> dict:
+  """brax's PPO at `hp`; with `shared_eval` (`make_shared_eval`) its policy is also evaluated at
+  each of brax's evaluation points on ours' evaluation states (`eval_curve_same_states`)."""
   brax_adapter.install_device_put_replicated()
   from brax.training.agents.ppo import networks as ppo_networks  # pylint: disable=import-outside-toplevel
   from brax.training.agents.ppo import train as brax_ppo  # pylint: disable=import-outside-toplevel
@@ -131,7 +159,16 @@ def run_brax(brax_env, hp: dict, iterations: int, epochs: int, seed: int = 0) ->
                               value_hidden_layer_sizes=hp["hidden"], **obs_keys)
   steps_per_iteration = hp["num_envs"] * hp["unroll"]
   batch_size = hp["num_envs"] // hp["minibatches"]
-  progress = []
+  progress, same_states = [], []
+
+  def on_params(step, make_policy, params):
+    if shared_eval is None or step == 0:
+      return
+    metrics = jax.device_get(shared_eval(make_policy, params))
+    errors = {k: float(metrics[f"eval/{k}"]) for k in TRACKING if f"eval/{k}" in metrics}
+    same_states.append((int(step), float(metrics["eval/episode_return"]), errors))
+    log(f"brax seed {seed}: step {step} eval on ours' states {same_states[-1][1]:.2f} {errors or ''}")
+
   # num_evals = epochs + 1: an evaluation before training and after each training epoch. brax's
   # `training/sps` covers one epoch; epochs 1 and 2 both compile, so the median of 3.. is used.
   if epochs < 3 or iterations % epochs:
@@ -145,13 +182,21 @@ def run_brax(brax_env, hp: dict, iterations: int, epochs: int, seed: int = 0) ->
                 normalize_observations=True, num_evals=epochs + 1, num_eval_envs=hp["eval_envs"],
                 deterministic_eval=True,   # brax's default samples; ours evaluates the mode
                 max_devices_per_host=1, network_factory=factory, seed=seed,
+                policy_params_fn=on_params,
                 progress_fn=lambda step, metrics: (progress.append((step, metrics)), log(
                     f"brax seed {seed}: step {step} sps {metrics.get('training/sps', '-')} "
                     f"eval {metrics.get('eval/episode_reward', '-')}")))
   brax_ppo.train(**kwargs)
   sps = [float(m["training/sps"]) for _, m in progress if "training/sps" in m]
   curve = [(int(step), float(m["eval/episode_reward"])) for step, m in progress if step > 0]
+  # brax sums each env metric over an episode: the per-step error is that sum over the mean
+  # episode length (length-weighted, where ours averages per-env means; equal without falls).
+  tracking = [(int(step), {k: float(m[f"eval/episode_{k}"]) / float(m["eval/avg_episode_length"])
+                           for k in TRACKING if f"eval/episode_{k}" in m})
+              for step, m in progress if step > 0]
   return {"env_steps_per_s": float(np.median(sps[2:])), "sps_per_epoch": sps, "eval_curve": curve,
+          "eval_tracking_errors": [t for t in tracking if t[1]],
+          "eval_curve_same_states": same_states,
           "final_eval_return": float(progress[-1][1]["eval/episode_reward"]),
           "env_steps": int(progress[-1][0])}
 
@@ -194,7 +239,8 @@ def main():
                      default=float), flush=True)
     if args.skip_brax:
       continue
-    brax_runs = [run_brax(brax_env, hp, args.iterations, args.brax_epochs, seed)
+    shared_eval = make_shared_eval(learner, hp, array_obs=name == "reacher")
+    brax_runs = [run_brax(brax_env, hp, args.iterations, args.brax_epochs, seed, shared_eval)
                  for seed in seeds]
     print(json.dumps({name: {"brax": brax_runs}},
                      default=float), flush=True)
@@ -211,8 +257,22 @@ def main():
     for label, runs in (("ours", ours_runs), ("brax", brax_runs)):
       for i, (step, _) in enumerate(runs[0]["eval_curve"]):
         marks.setdefault(step, {})[label] = float(np.mean([r["eval_curve"][i][1] for r in runs]))
+    tracking_marks = {}  # env steps -> mean lin-vel tracking error over seeds, where reported
+    for label, runs in (("ours", ours_runs), ("brax", brax_runs)):
+      for i, (step, errors) in enumerate(runs[0]["eval_tracking_errors"]):
+        if "tracking/lin_vel_error" in errors:
+          tracking_marks.setdefault(step, {})[label] = float(np.mean(
+              [r["eval_tracking_errors"][i][1]["tracking/lin_vel_error"] for r in runs]))
+    same = {}  # env steps -> brax's mean over seeds on ours' evaluation states (return, lin-vel)
+    for i, (step, _, errors) in enumerate(brax_runs[0]["eval_curve_same_states"]):
+      same[step] = {"return": float(np.mean([r["eval_curve_same_states"][i][1] for r in brax_runs]))}
+      if "tracking/lin_vel_error" in errors:
+        same[step]["lin_vel_error"] = float(np.mean(
+            [r["eval_curve_same_states"][i][2]["tracking/lin_vel_error"] for r in brax_runs]))
     results["envs"][name] = {
         "eval_return_at_env_steps": marks,
+        "brax_on_ours_eval_states": same,
+        "eval_lin_vel_error_at_env_steps": tracking_marks,
         "hyperparameters": {k: v for k, v in hp.items()}, "iterations": args.iterations,
         "ours": ours, "brax": theirs, "raw_env_steps_per_s": raw,
         "ratio_steps_per_s_ours_over_brax": ours["env_steps_per_s"] / theirs["env_steps_per_s"],

@@ -294,7 +294,9 @@ class Learner:
 
   # -- learning -----------------------------------------------------------------------------------
 
-  def _loss(self, params, stats, batch, rng):
+  def _loss(self, params, stats, batch, rng, value=None):
+    """Clipped-surrogate PPO loss on a flat minibatch (`batch` leaves [N, ...]); `value`: V of
+    `batch["obs"]` under `params` (f32[N], differentiable) when the caller already has it."""
     cfg = self.config
     obs = self._normalize(stats, batch["obs"])
     mean, std = self.networks.distribution(params, obs)
@@ -311,7 +313,8 @@ class Learner:
     surrogate = jnp.minimum(ratio * adv, jnp.clip(ratio, 1 - cfg.clip_eps, 1 + cfg.clip_eps) * adv)
     policy_loss = -jnp.sum(surrogate * weight) / denom
 
-    value = self.networks.value_fn(params, obs)
+    if value is None:
+      value = self.networks.value_fn(params, obs)
     value_error = (value - batch["return"]) ** 2
     if cfg.clip_value_loss:
       clipped = batch["value"] + jnp.clip(value - batch["value"], -cfg.clip_eps, cfg.clip_eps)
@@ -329,14 +332,16 @@ class Learner:
     }
     return loss, metrics
 
-  def _advantages(self, params, stats, seq: dict):
+  def _advantages(self, params, stats, seq: dict, values=None):
     """GAE (or `advantage="lambda_next"`) over time-major `seq` (`obs`: [T, B, ...]; with
     `bootstrap_on_timeout` `final_obs`:
     [T, B, ...], else `last_obs`: [1, B, ...], the observation after the last step; `reward`,
     `done`, `truncation`: [T, B]) with value net
-    `params["value"]`: (values, advantages, returns, mask), each f32[T, B]."""
+    `params["value"]`: (values, advantages, returns, mask), each f32[T, B]. `values`: V of
+    `seq["obs"]` when the caller already has it."""
     cfg = self.config
-    values = self.networks.value_fn(params, self._normalize(stats, seq["obs"]))
+    if values is None:
+      values = self.networks.value_fn(params, self._normalize(stats, seq["obs"]))
     if cfg.bootstrap_on_timeout:   # V of the true next observation (before any auto-reset)
       next_values = self.networks.value_fn(params, self._normalize(stats, seq["final_obs"]))
     else:
@@ -356,12 +361,15 @@ class Learner:
 
   def _trajectory_loss(self, params, stats, seq: dict, rng):
     """`_loss` on a minibatch of whole trajectories (`seq` leaves [T, b, ...], plus the rollout's
-    `raw_action`, `log_prob` and `value`), advantages recomputed with the current value net."""
-    _, advantages, returns, mask = jax.lax.stop_gradient(self._advantages(params, stats, seq))
+    `raw_action`, `log_prob` and `value`), advantages recomputed with the current value net.
+    One value pass serves both (as in brax): GAE reads it without its gradient, the loss with."""
+    values = self.networks.value_fn(params, self._normalize(stats, seq["obs"]))
+    _, advantages, returns, mask = jax.lax.stop_gradient(
+        self._advantages(params, stats, seq, values=values))
     batch = {"obs": seq["obs"], "raw_action": seq["raw_action"], "log_prob": seq["log_prob"],
              "advantage": advantages, "return": returns, "value": seq["value"], "mask": mask}
     flat = lambda x: jnp.reshape(x, (-1,) + x.shape[2:])
-    return self._loss(params, stats, jax.tree.map(flat, batch), rng)
+    return self._loss(params, stats, jax.tree.map(flat, batch), rng, value=flat(values))
 
   def _iteration(self, state: TrainState) -> tuple[TrainState, dict]:
     cfg = self.config
