@@ -38,7 +38,7 @@ setup(
     package_data={"vlajax": ["envs/assets/*.xml"]},
     install_requires=CORE,
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5",
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "flake8==7.5.0",
                 # PyTorch PaliGemma logits check and local tokenizer tests (tests/test_vla_hf_import.py).
                 "torch==2.13.0", "transformers==5.24.0", "tokenizers==0.23.3",
                 # so the jax-vs-warp env tests run in CI (tests/test_envs_warp.py)

@@ -18,7 +18,6 @@ import platform
 import time
 
 import jax
-import jax.numpy as jnp
 
 from vlajax import envs
 

@@ -6,7 +6,7 @@
 
 The policy is loaded and jit-warmed before the port opens; `GET /healthz` answers 200 once serving.
 """
-from absl import app, flags, logging
+from absl import app, logging
 from ml_collections import config_flags
 
 from vlajax.bridge import policies
@@ -15,38 +15,38 @@ from vlajax.bridge.server import PolicyServer
 
 
 def policy_kwargs(policy_config) -> dict:
-    """The loader arguments of `config.policy` (without `kind`); unset optional values dropped."""
-    kwargs = policy_config.to_dict()
-    kind = kwargs.pop("kind")
-    if kind in ("ppo", "vla") and not kwargs.get("path"):
-        raise ValueError(f"config.policy.path is required for a '{kind}' policy")
-    if kwargs.get("step") == -1:  # -1: the newest checkpoint
-        kwargs.pop("step")
-    for optional in ("model_id", "control_hz"):
-        if not kwargs.get(optional):
-            kwargs.pop(optional, None)
-    return kwargs
+  """The loader arguments of `config.policy` (without `kind`); unset optional values dropped."""
+  kwargs = policy_config.to_dict()
+  kind = kwargs.pop("kind")
+  if kind in ("ppo", "vla") and not kwargs.get("path"):
+    raise ValueError(f"config.policy.path is required for a '{kind}' policy")
+  if kwargs.get("step") == -1:  # -1: the newest checkpoint
+    kwargs.pop("step")
+  for optional in ("model_id", "control_hz"):
+    if not kwargs.get(optional):
+      kwargs.pop(optional, None)
+  return kwargs
 
 
 def main(argv):
-    del argv
-    logging.set_verbosity(logging.INFO)
-    config = _CONFIG.value
-    kind = config.policy.kind
-    policy = policies.load_policy(kind, warmup=False, **policy_kwargs(config.policy))
-    seconds = policy.warmup()
-    print(f"loaded {kind} policy {policy.model_id}: observation {policy.observation_spec}, "
-          f"chunk {policy.chunk_length} x {policy.action_dim} at {policy.control_hz} Hz "
-          f"(jit warm-up {seconds:.1f}s)", flush=True)
-    server = PolicyServer(policy, config.server.host, config.server.port,
-                          max_frame_bytes=int(config.server.max_frame_mib * 2**20),
-                          workers=config.server.workers, log_every=config.server.log_every)
-    print(f"serving on ws://{config.server.host}:{config.server.port} (GET /healthz)", flush=True)
-    server.serve_forever()
+  del argv
+  logging.set_verbosity(logging.INFO)
+  config = _CONFIG.value
+  kind = config.policy.kind
+  policy = policies.load_policy(kind, warmup=False, **policy_kwargs(config.policy))
+  seconds = policy.warmup()
+  print(f"loaded {kind} policy {policy.model_id}: observation {policy.observation_spec}, "
+        f"chunk {policy.chunk_length} x {policy.action_dim} at {policy.control_hz} Hz "
+        f"(jit warm-up {seconds:.1f}s)", flush=True)
+  server = PolicyServer(policy, config.server.host, config.server.port,
+                        max_frame_bytes=int(config.server.max_frame_mib * 2**20),
+                        workers=config.server.workers, log_every=config.server.log_every)
+  print(f"serving on ws://{config.server.host}:{config.server.port} (GET /healthz)", flush=True)
+  server.serve_forever()
 
 
 if __name__ == "__main__":
-    # Defined here, not at import, so tests can import several entry points in one process.
-    _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/serve_policy.py:ppo",
-                                              "Server config file and preset name.")
-    app.run(main)
+  # Defined here, not at import, so tests can import several entry points in one process.
+  _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/serve_policy.py:ppo",
+                                            "Server config file and preset name.")
+  app.run(main)

@@ -17,8 +17,7 @@ import time
 from typing import Any
 
 import jax
-import numpy as np
-from absl import app, flags, logging
+from absl import app, logging
 from ml_collections import config_flags
 
 from vlajax.core import mesh as mesh_lib

@@ -8,82 +8,82 @@ from vlajax.bridge.protocol import ArraySpec, ProtocolError
 
 
 def _nested_observation():
-    rng = np.random.default_rng(0)
-    return {
-        "state": rng.normal(size=7).astype(np.float32),
-        "image": {
-            "base_0_rgb": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
-            "left_wrist_0_rgb": rng.integers(0, 255, (16, 16, 3), dtype=np.uint8),
-        },
-        "image_mask": {"base_0_rgb": np.True_, "left_wrist_0_rgb": np.bool_(False)},
-        "prompt": "pick up the red block",
-        "step": np.int64(12),
-        "gains": np.arange(6, dtype=np.float64).reshape(2, 3),
-        "empty": np.zeros((0, 4), np.float32),
-    }
+  rng = np.random.default_rng(0)
+  return {
+      "state": rng.normal(size=7).astype(np.float32),
+      "image": {
+          "base_0_rgb": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+          "left_wrist_0_rgb": rng.integers(0, 255, (16, 16, 3), dtype=np.uint8),
+      },
+      "image_mask": {"base_0_rgb": np.True_, "left_wrist_0_rgb": np.bool_(False)},
+      "prompt": "pick up the red block",
+      "step": np.int64(12),
+      "gains": np.arange(6, dtype=np.float64).reshape(2, 3),
+      "empty": np.zeros((0, 4), np.float32),
+  }
 
 
 def _assert_tree_equal(a, b):
-    if isinstance(a, dict):
-        assert set(a) == set(b)
-        for k in a:
-            _assert_tree_equal(a[k], b[k])
-    elif isinstance(a, (np.ndarray, np.generic)):
-        assert isinstance(b, type(a)) or (isinstance(a, np.ndarray) and isinstance(b, np.ndarray))
-        assert a.dtype == b.dtype and np.shape(a) == np.shape(b)
-        np.testing.assert_array_equal(a, b)
-    else:
-        assert a == b
+  if isinstance(a, dict):
+    assert set(a) == set(b)
+    for k in a:
+      _assert_tree_equal(a[k], b[k])
+  elif isinstance(a, (np.ndarray, np.generic)):
+    assert isinstance(b, type(a)) or (isinstance(a, np.ndarray) and isinstance(b, np.ndarray))
+    assert a.dtype == b.dtype and np.shape(a) == np.shape(b)
+    np.testing.assert_array_equal(a, b)
+  else:
+    assert a == b
 
 
 def test_round_trip_nested_observation_with_images():
-    obs = _nested_observation()
-    decoded = protocol.unpackb(protocol.packb(obs))
-    _assert_tree_equal(obs, decoded)
-    assert decoded["image"]["base_0_rgb"].dtype == np.uint8
-    assert decoded["step"].dtype == np.int64 and isinstance(decoded["step"], np.int64)
+  obs = _nested_observation()
+  decoded = protocol.unpackb(protocol.packb(obs))
+  _assert_tree_equal(obs, decoded)
+  assert decoded["image"]["base_0_rgb"].dtype == np.uint8
+  assert decoded["step"].dtype == np.int64 and isinstance(decoded["step"], np.int64)
 
 
 def test_array_encoding_is_openpi_byte_format():
-    """The exact bytes of a tiny array, built by hand from the msgpack spec and openpi's map layout."""
-    arr = np.array([1, 2], dtype="<i2")
-    expected = (b"\x84"
-                + b"\xc4\x0b__ndarray__" + b"\xc3"
-                + b"\xc4\x04data" + b"\xc4\x04\x01\x00\x02\x00"
-                + b"\xc4\x05dtype" + b"\xa3<i2"
-                + b"\xc4\x05shape" + b"\x91\x02")
-    assert protocol.packb(arr) == expected
-    scalar = np.float32(1.5)
-    expected_scalar = (b"\x83" + b"\xc4\x0d__npgeneric__" + b"\xc3"
-                       + b"\xc4\x04data" + msgpack.packb(1.5)
-                       + b"\xc4\x05dtype" + b"\xa3<f4")
-    assert protocol.packb(scalar) == expected_scalar
+  """The exact bytes of a tiny array, built by hand from the msgpack spec and openpi's map layout."""
+  arr = np.array([1, 2], dtype="<i2")
+  expected = (b"\x84"
+              + b"\xc4\x0b__ndarray__" + b"\xc3"
+              + b"\xc4\x04data" + b"\xc4\x04\x01\x00\x02\x00"
+              + b"\xc4\x05dtype" + b"\xa3<i2"
+              + b"\xc4\x05shape" + b"\x91\x02")
+  assert protocol.packb(arr) == expected
+  scalar = np.float32(1.5)
+  expected_scalar = (b"\x83" + b"\xc4\x0d__npgeneric__" + b"\xc3"
+                     + b"\xc4\x04data" + msgpack.packb(1.5)
+                     + b"\xc4\x05dtype" + b"\xa3<f4")
+  assert protocol.packb(scalar) == expected_scalar
 
 
 @pytest.mark.parametrize("bad", [np.array([object()], dtype=object), np.zeros(2, np.complex64),
                                  np.zeros(2, dtype=[("a", "f4")])])
 def test_object_void_complex_refused_when_encoding(bad):
-    with pytest.raises(ProtocolError, match="refused"):
-        protocol.packb({"x": bad})
+  with pytest.raises(ProtocolError, match="refused"):
+    protocol.packb({"x": bad})
 
 
 @pytest.mark.parametrize("dtype", ["|O", "<c8", "|V8", "not-a-dtype"])
 def test_refused_or_unknown_dtypes_when_decoding(dtype):
-    frame = msgpack.packb({b"__ndarray__": True, b"data": b"\x00" * 8, b"dtype": dtype, b"shape": [1]})
-    with pytest.raises(ProtocolError, match="dtype"):
-        protocol.unpackb(frame)
+  frame = msgpack.packb({b"__ndarray__": True, b"data": b"\x00" * 8, b"dtype": dtype, b"shape": [1]})
+  with pytest.raises(ProtocolError, match="dtype"):
+    protocol.unpackb(frame)
 
 
 def test_inconsistent_array_payload_rejected():
-    frame = msgpack.packb({b"__ndarray__": True, b"data": b"\x00" * 7, b"dtype": "<f4", b"shape": [2]})
-    with pytest.raises(ProtocolError, match="7 bytes"):
-        protocol.unpackb(frame)
+  frame = msgpack.packb({b"__ndarray__": True, b"data": b"\x00" * 7, b"dtype": "<f4", b"shape": [2]})
+  with pytest.raises(ProtocolError, match="7 bytes"):
+    protocol.unpackb(frame)
 
 
 @pytest.mark.parametrize("frame", [b"\xc1", b"\x85\xa1a", b"", b"\x92\x01"[:1]])
 def test_garbage_is_protocol_error(frame):
-    with pytest.raises(ProtocolError, match="not valid msgpack"):
-        protocol.unpackb(frame)
+  with pytest.raises(ProtocolError, match="not valid msgpack"):
+    protocol.unpackb(frame)
 
 
 SPEC = {"state": ArraySpec((3,), "float32"), "image": {"wrist": ArraySpec((4, 4, 3), "uint8")},
@@ -91,14 +91,14 @@ SPEC = {"state": ArraySpec((3,), "float32"), "image": {"wrist": ArraySpec((4, 4,
 
 
 def _valid():
-    return {"state": np.zeros(3), "image": {"wrist": np.zeros((4, 4, 3), np.uint8)}, "prompt": "go",
-            "extra": np.ones(2)}
+  return {"state": np.zeros(3), "image": {"wrist": np.zeros((4, 4, 3), np.uint8)}, "prompt": "go",
+          "extra": np.ones(2)}
 
 
 def test_conform_casts_floats_and_drops_extra_keys():
-    out = protocol.conform(_valid(), SPEC)
-    assert out["state"].dtype == np.float32
-    assert "extra" not in out
+  out = protocol.conform(_valid(), SPEC)
+  assert out["state"].dtype == np.float32
+  assert "extra" not in out
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -112,19 +112,19 @@ def test_conform_casts_floats_and_drops_extra_keys():
     (lambda o: o.__setitem__("prompt", np.zeros(3)), "'prompt' must be a string"),
 ])
 def test_conform_names_the_bad_field(mutate, message):
-    obs = _valid()
-    mutate(obs)
-    with pytest.raises(ProtocolError) as err:
-        protocol.conform(obs, SPEC)
-    assert message in str(err.value)
+  obs = _valid()
+  mutate(obs)
+  with pytest.raises(ProtocolError) as err:
+    protocol.conform(obs, SPEC)
+  assert message in str(err.value)
 
 
 def test_spec_wire_round_trip_and_metadata():
-    wire = protocol.spec_to_wire(SPEC)
-    assert protocol.spec_from_wire(protocol.unpackb(protocol.packb(wire))) == SPEC
-    meta = protocol.make_metadata(observation_spec=SPEC, action_spec={"actions": ArraySpec((8, 7), "float32")},
-                                  control_hz=50, chunk_length=8, model_id="m")
-    assert meta["protocol_version"] == protocol.PROTOCOL_VERSION
-    assert meta["action_spec"]["actions"] == {"shape": [8, 7], "dtype": "float32"}
-    zeros = protocol.zeros_like_spec(SPEC)
-    assert zeros["image"]["wrist"].shape == (4, 4, 3) and zeros["prompt"] == ""
+  wire = protocol.spec_to_wire(SPEC)
+  assert protocol.spec_from_wire(protocol.unpackb(protocol.packb(wire))) == SPEC
+  meta = protocol.make_metadata(observation_spec=SPEC, action_spec={"actions": ArraySpec((8, 7), "float32")},
+                                control_hz=50, chunk_length=8, model_id="m")
+  assert meta["protocol_version"] == protocol.PROTOCOL_VERSION
+  assert meta["action_spec"]["actions"] == {"shape": [8, 7], "dtype": "float32"}
+  zeros = protocol.zeros_like_spec(SPEC)
+  assert zeros["image"]["wrist"].shape == (4, 4, 3) and zeros["prompt"] == ""

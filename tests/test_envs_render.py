@@ -20,7 +20,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 # pylint: disable=wrong-import-position
 import jax
 import jax.numpy as jnp
-import mujoco
 import numpy as np
 import pytest
 from mujoco import mjx

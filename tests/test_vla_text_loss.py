@@ -1,6 +1,5 @@
 """Co-training text loss: masked next-token cross-entropy on prefix text targets."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -1,5 +1,4 @@
 """VLA training: overfitting, 1 vs 4 devices (data x fsdp), resume, freezing, RLDS input."""
-import shutil
 
 import jax
 import jax.numpy as jnp

@@ -46,8 +46,9 @@ def get_config(name: str = "scripted") -> ml_collections.ConfigDict:
   config.num_episodes = 50
   config.episode_length = 0        # 0: the env's
   config.batch_size = 64           # episodes per jitted rollout
-  config.videos = 2                # episodes rendered to mp4 (0: none): the first ones, or for a
-                                   # language env the first of each task (within the first batch)
+  # Episodes rendered to mp4 (0: none): the first ones, or for a language env the first of each
+  # task (within the first batch).
+  config.videos = 2
   config.video_camera = "primary"
   config.video_size = 128
   config.out_dir = "runs/eval"

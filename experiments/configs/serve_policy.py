@@ -14,49 +14,49 @@ import ml_collections
 
 
 def get_config(name: str = "ppo") -> ml_collections.ConfigDict:
-    presets = {"ppo": _ppo, "vla": _vla, "demo": _demo}
-    if name not in presets:
-        raise KeyError(f"unknown serve_policy config '{name}' (have: {', '.join(sorted(presets))})")
-    config = ml_collections.ConfigDict()
-    config.server = ml_collections.ConfigDict({
-        "host": "0.0.0.0",
-        "port": 8000,              # openpi's default
-        "max_frame_mib": 50.0,     # requests above this are refused (connection closed with 1009)
-        "workers": 4,              # inference threads
-        "log_every": 100,          # log latency statistics every N requests (0: never)
-    })
-    config.policy = presets[name]()
-    return config
+  presets = {"ppo": _ppo, "vla": _vla, "demo": _demo}
+  if name not in presets:
+    raise KeyError(f"unknown serve_policy config '{name}' (have: {', '.join(sorted(presets))})")
+  config = ml_collections.ConfigDict()
+  config.server = ml_collections.ConfigDict({
+      "host": "0.0.0.0",
+      "port": 8000,              # openpi's default
+      "max_frame_mib": 50.0,     # requests above this are refused (connection closed with 1009)
+      "workers": 4,              # inference threads
+      "log_every": 100,          # log latency statistics every N requests (0: never)
+  })
+  config.policy = presets[name]()
+  return config
 
 
 def _ppo() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict({"kind": "ppo", "path": "", "step": -1, "control_hz": 0.0,
-                                      "model_id": ""})
+  return ml_collections.ConfigDict({"kind": "ppo", "path": "", "step": -1, "control_hz": 0.0,
+                                    "model_id": ""})
 
 
 def _vla() -> ml_collections.ConfigDict:
-    # `vlajax.vla.load_policy` options: EMA or raw params, Euler steps, "text" prompts (tokenized with
-    # the run's tokenizer) or pre-tokenized "tokens", and which dataset's action units to serve (needed
-    # when the run mixed datasets; "" = its only one). control_hz 0: the run's, else 10 Hz.
-    return ml_collections.ConfigDict({"kind": "vla", "path": "", "step": -1, "control_hz": 0.0,
-                                      "model_id": "", "use_ema": True, "num_steps": 10,
-                                      "prompt": "text", "dataset_name": ""})
+  # `vlajax.vla.load_policy` options: EMA or raw params, Euler steps, "text" prompts (tokenized with
+  # the run's tokenizer) or pre-tokenized "tokens", and which dataset's action units to serve (needed
+  # when the run mixed datasets; "" = its only one). control_hz 0: the run's, else 10 Hz.
+  return ml_collections.ConfigDict({"kind": "vla", "path": "", "step": -1, "control_hz": 0.0,
+                                    "model_id": "", "use_ema": True, "num_steps": 10,
+                                    "prompt": "text", "dataset_name": ""})
 
 
 def _demo() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict({
-        "kind": "callable", "fn": "experiments.configs.serve_policy:demo_policy",
-        "observation_spec": {"state": {"shape": (6,), "dtype": "float32"}},
-        "action_dim": 6, "chunk_length": 8, "control_hz": 50.0, "model_id": "demo-sine",
-    })
+  return ml_collections.ConfigDict({
+      "kind": "callable", "fn": "experiments.configs.serve_policy:demo_policy",
+      "observation_spec": {"state": {"shape": (6,), "dtype": "float32"}},
+      "action_dim": 6, "chunk_length": 8, "control_hz": 50.0, "model_id": "demo-sine",
+  })
 
 
 @jax.jit
 def _demo_chunk(state):
-    steps = jnp.arange(8, dtype=jnp.float32)[:, None]
-    return state[None, :] + 0.05 * jnp.sin(0.3 * steps + state[None, :])
+  steps = jnp.arange(8, dtype=jnp.float32)[:, None]
+  return state[None, :] + 0.05 * jnp.sin(0.3 * steps + state[None, :])
 
 
 def demo_policy(observation):
-    """Toy chunk policy: small sinusoidal offsets around the current state, float32[8, 6]."""
-    return _demo_chunk(observation["state"])
+  """Toy chunk policy: small sinusoidal offsets around the current state, float32[8, 6]."""
+  return _demo_chunk(observation["state"])

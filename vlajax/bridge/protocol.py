@@ -33,7 +33,7 @@ _REFUSED_KINDS = ("O", "V", "c")
 
 
 class ProtocolError(ValueError):
-    """A request or reply that does not follow the wire format or the advertised specs."""
+  """A request or reply that does not follow the wire format or the advertised specs."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -41,70 +41,70 @@ class ProtocolError(ValueError):
 # ----------------------------------------------------------------------------------------------
 
 def _encode_numpy(obj: Any) -> Any:
-    if isinstance(obj, (np.ndarray, np.generic)) and obj.dtype.kind in _REFUSED_KINDS:
-        raise ProtocolError(f"arrays of dtype {obj.dtype} cannot be sent (object/void/complex refused)")
-    if isinstance(obj, np.ndarray):
-        return {b"__ndarray__": True, b"data": obj.tobytes(), b"dtype": obj.dtype.str,
-                b"shape": obj.shape}
-    if isinstance(obj, np.generic):
-        return {b"__npgeneric__": True, b"data": obj.item(), b"dtype": obj.dtype.str}
-    if hasattr(obj, "__array__"):  # e.g. jax.Array: send as a numpy array.
-        return _encode_numpy(np.asarray(obj))
-    raise TypeError(f"cannot encode object of type {type(obj).__name__}")
+  if isinstance(obj, (np.ndarray, np.generic)) and obj.dtype.kind in _REFUSED_KINDS:
+    raise ProtocolError(f"arrays of dtype {obj.dtype} cannot be sent (object/void/complex refused)")
+  if isinstance(obj, np.ndarray):
+    return {b"__ndarray__": True, b"data": obj.tobytes(), b"dtype": obj.dtype.str,
+            b"shape": obj.shape}
+  if isinstance(obj, np.generic):
+    return {b"__npgeneric__": True, b"data": obj.item(), b"dtype": obj.dtype.str}
+  if hasattr(obj, "__array__"):  # e.g. jax.Array: send as a numpy array.
+    return _encode_numpy(np.asarray(obj))
+  raise TypeError(f"cannot encode object of type {type(obj).__name__}")
 
 
 def _parse_dtype(code: Any) -> np.dtype:
-    if isinstance(code, bytes):
-        code = code.decode("ascii", errors="replace")
-    if not isinstance(code, str):
-        raise ProtocolError(f"array dtype must be a string, got {type(code).__name__}")
-    try:
-        dtype = np.dtype(code)
-    except TypeError as err:
-        raise ProtocolError(f"unknown array dtype {code!r}") from err
-    if dtype.kind in _REFUSED_KINDS:
-        raise ProtocolError(f"array dtype {dtype} refused (object/void/complex)")
-    return dtype
+  if isinstance(code, bytes):
+    code = code.decode("ascii", errors="replace")
+  if not isinstance(code, str):
+    raise ProtocolError(f"array dtype must be a string, got {type(code).__name__}")
+  try:
+    dtype = np.dtype(code)
+  except TypeError as err:
+    raise ProtocolError(f"unknown array dtype {code!r}") from err
+  if dtype.kind in _REFUSED_KINDS:
+    raise ProtocolError(f"array dtype {dtype} refused (object/void/complex)")
+  return dtype
 
 
 def _decode_numpy(obj: dict) -> Any:
-    if b"__ndarray__" in obj:
-        dtype = _parse_dtype(obj.get(b"dtype"))
-        shape = obj.get(b"shape")
-        data = obj.get(b"data")
-        if not isinstance(shape, (list, tuple)) or not all(isinstance(s, int) and s >= 0 for s in shape):
-            raise ProtocolError(f"array shape must be a list of non-negative ints, got {shape!r}")
-        if not isinstance(data, bytes):
-            raise ProtocolError("array data must be bytes")
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if len(data) != expected:
-            raise ProtocolError(
-                f"array data has {len(data)} bytes but shape {tuple(shape)} of {dtype} needs {expected}")
-        return np.frombuffer(data, dtype=dtype).reshape(shape)
-    if b"__npgeneric__" in obj:
-        dtype = _parse_dtype(obj.get(b"dtype"))
-        try:
-            return dtype.type(obj.get(b"data"))
-        except (TypeError, ValueError, OverflowError) as err:
-            raise ProtocolError(f"bad numpy scalar of dtype {dtype}: {err}") from err
-    return obj
+  if b"__ndarray__" in obj:
+    dtype = _parse_dtype(obj.get(b"dtype"))
+    shape = obj.get(b"shape")
+    data = obj.get(b"data")
+    if not isinstance(shape, (list, tuple)) or not all(isinstance(s, int) and s >= 0 for s in shape):
+      raise ProtocolError(f"array shape must be a list of non-negative ints, got {shape!r}")
+    if not isinstance(data, bytes):
+      raise ProtocolError("array data must be bytes")
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+      raise ProtocolError(
+          f"array data has {len(data)} bytes but shape {tuple(shape)} of {dtype} needs {expected}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+  if b"__npgeneric__" in obj:
+    dtype = _parse_dtype(obj.get(b"dtype"))
+    try:
+      return dtype.type(obj.get(b"data"))
+    except (TypeError, ValueError, OverflowError) as err:
+      raise ProtocolError(f"bad numpy scalar of dtype {dtype}: {err}") from err
+  return obj
 
 
 def packb(obj: Any) -> bytes:
-    """Encodes a (nested) message to msgpack bytes, numpy arrays as ``__ndarray__`` maps."""
-    return msgpack.packb(obj, default=_encode_numpy)
+  """Encodes a (nested) message to msgpack bytes, numpy arrays as ``__ndarray__`` maps."""
+  return msgpack.packb(obj, default=_encode_numpy)
 
 
 def unpackb(data: bytes) -> Any:
-    """Decodes msgpack bytes to a message. Raises `ProtocolError` on anything malformed."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ProtocolError(f"expected a binary frame, got {type(data).__name__}")
-    try:
-        return msgpack.unpackb(bytes(data), object_hook=_decode_numpy, strict_map_key=False)
-    except ProtocolError:
-        raise
-    except Exception as err:  # msgpack raises several exception types on garbage.
-        raise ProtocolError(f"frame is not valid msgpack: {type(err).__name__}: {err}") from err
+  """Decodes msgpack bytes to a message. Raises `ProtocolError` on anything malformed."""
+  if not isinstance(data, (bytes, bytearray, memoryview)):
+    raise ProtocolError(f"expected a binary frame, got {type(data).__name__}")
+  try:
+    return msgpack.unpackb(bytes(data), object_hook=_decode_numpy, strict_map_key=False)
+  except ProtocolError:
+    raise
+  except Exception as err:  # msgpack raises several exception types on garbage.
+    raise ProtocolError(f"frame is not valid msgpack: {type(err).__name__}: {err}") from err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,107 +113,107 @@ def unpackb(data: bytes) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class ArraySpec:
-    """Shape and dtype of one observation or action leaf. dtype "str" marks a text field (prompt)."""
+  """Shape and dtype of one observation or action leaf. dtype "str" marks a text field (prompt)."""
 
-    shape: tuple[int, ...]
-    dtype: str
+  shape: tuple[int, ...]
+  dtype: str
 
-    def to_wire(self) -> dict:
-        return {"shape": list(self.shape), "dtype": self.dtype}
+  def to_wire(self) -> dict:
+    return {"shape": list(self.shape), "dtype": self.dtype}
 
-    @classmethod
-    def from_wire(cls, wire: Mapping) -> "ArraySpec":
-        return cls(tuple(int(s) for s in wire["shape"]), str(wire["dtype"]))
+  @classmethod
+  def from_wire(cls, wire: Mapping) -> "ArraySpec":
+    return cls(tuple(int(s) for s in wire["shape"]), str(wire["dtype"]))
 
-    def zeros(self) -> Any:
-        if self.dtype == "str":
-            return ""
-        return np.zeros(self.shape, self.dtype)
+  def zeros(self) -> Any:
+    if self.dtype == "str":
+      return ""
+    return np.zeros(self.shape, self.dtype)
 
 
 SpecTree = Mapping[str, Any]  # nested dicts with ArraySpec leaves
 
 
 def spec_to_wire(spec: SpecTree) -> dict:
-    return {k: v.to_wire() if isinstance(v, ArraySpec) else spec_to_wire(v) for k, v in spec.items()}
+  return {k: v.to_wire() if isinstance(v, ArraySpec) else spec_to_wire(v) for k, v in spec.items()}
 
 
 def spec_from_wire(wire: Mapping) -> dict:
-    out = {}
-    for k, v in wire.items():
-        is_leaf = isinstance(v, Mapping) and set(v) == {"shape", "dtype"}
-        out[k] = ArraySpec.from_wire(v) if is_leaf else spec_from_wire(v)
-    return out
+  out = {}
+  for k, v in wire.items():
+    is_leaf = isinstance(v, Mapping) and set(v) == {"shape", "dtype"}
+    out[k] = ArraySpec.from_wire(v) if is_leaf else spec_from_wire(v)
+  return out
 
 
 def zeros_like_spec(spec: SpecTree) -> dict:
-    """A dummy observation/action that matches `spec` (used for jit warm-up)."""
-    return {k: v.zeros() if isinstance(v, ArraySpec) else zeros_like_spec(v) for k, v in spec.items()}
+  """A dummy observation/action that matches `spec` (used for jit warm-up)."""
+  return {k: v.zeros() if isinstance(v, ArraySpec) else zeros_like_spec(v) for k, v in spec.items()}
 
 
 def _cast_leaf(path: str, value: Any, spec: ArraySpec, check_finite: bool) -> Any:
-    if spec.dtype == "str":
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", errors="replace")
-        if not isinstance(value, str):
-            raise ProtocolError(f"field '{path}' must be a string, got {type(value).__name__}")
-        return value
-    if isinstance(value, (str, bytes, dict, type(None))):
-        raise ProtocolError(f"field '{path}' must be an array of {spec.dtype}{list(spec.shape)}, "
-                            f"got {type(value).__name__}")
-    arr = np.asarray(value)
-    want = np.dtype(spec.dtype)
-    if arr.dtype.kind in _REFUSED_KINDS or arr.dtype.kind in "SU":
-        raise ProtocolError(f"field '{path}' has dtype {arr.dtype}, expected {want}")
-    if tuple(arr.shape) != tuple(spec.shape):
-        raise ProtocolError(f"field '{path}' has shape {tuple(arr.shape)}, expected {tuple(spec.shape)}")
-    # Floats accept any float or int input (clients send float64 state); integer fields (images)
-    # demand the exact dtype so that a float image in [0, 1] is not silently truncated to zeros.
-    if want.kind == "f":
-        if arr.dtype.kind not in "fiub":
-            raise ProtocolError(f"field '{path}' has dtype {arr.dtype}, expected {want}")
-        with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf, refused below
-            arr = arr.astype(want, copy=False)
-        if check_finite and not np.all(np.isfinite(arr)):
-            raise ProtocolError(f"field '{path}' contains non-finite values (NaN or inf)")
-    elif arr.dtype != want:
-        raise ProtocolError(f"field '{path}' has dtype {arr.dtype}, expected {want}")
-    return arr
+  if spec.dtype == "str":
+    if isinstance(value, bytes):
+      value = value.decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+      raise ProtocolError(f"field '{path}' must be a string, got {type(value).__name__}")
+    return value
+  if isinstance(value, (str, bytes, dict, type(None))):
+    raise ProtocolError(f"field '{path}' must be an array of {spec.dtype}{list(spec.shape)}, "
+                        f"got {type(value).__name__}")
+  arr = np.asarray(value)
+  want = np.dtype(spec.dtype)
+  if arr.dtype.kind in _REFUSED_KINDS or arr.dtype.kind in "SU":
+    raise ProtocolError(f"field '{path}' has dtype {arr.dtype}, expected {want}")
+  if tuple(arr.shape) != tuple(spec.shape):
+    raise ProtocolError(f"field '{path}' has shape {tuple(arr.shape)}, expected {tuple(spec.shape)}")
+  # Floats accept any float or int input (clients send float64 state); integer fields (images)
+  # demand the exact dtype so that a float image in [0, 1] is not silently truncated to zeros.
+  if want.kind == "f":
+    if arr.dtype.kind not in "fiub":
+      raise ProtocolError(f"field '{path}' has dtype {arr.dtype}, expected {want}")
+    with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf, refused below
+      arr = arr.astype(want, copy=False)
+    if check_finite and not np.all(np.isfinite(arr)):
+      raise ProtocolError(f"field '{path}' contains non-finite values (NaN or inf)")
+  elif arr.dtype != want:
+    raise ProtocolError(f"field '{path}' has dtype {arr.dtype}, expected {want}")
+  return arr
 
 
 def conform(message: Any, spec: SpecTree, *, check_finite: bool = True, where: str = "observation",
             _prefix: str = "") -> dict:
-    """Checks `message` against `spec`; returns it with float leaves cast to the spec dtype.
+  """Checks `message` against `spec`; returns it with float leaves cast to the spec dtype.
 
-    Raises `ProtocolError` naming the field for a missing key, a wrong shape or dtype, a non-finite
-    value, or a wrong container. Keys not in the spec are dropped (clients may send extra fields).
-    """
-    if not isinstance(message, Mapping):
-        name = f"field '{_prefix.rstrip('/')}'" if _prefix else where
-        raise ProtocolError(f"{name} must be a dict, got {type(message).__name__}")
-    out = {}
-    for key, sub in spec.items():
-        path = f"{_prefix}{key}"
-        if key not in message:
-            raise ProtocolError(f"{where} is missing field '{path}' (expected keys: {sorted(spec)})")
-        if isinstance(sub, ArraySpec):
-            out[key] = _cast_leaf(path, message[key], sub, check_finite)
-        else:
-            out[key] = conform(message[key], sub, check_finite=check_finite, where=where,
-                               _prefix=path + "/")
-    return out
+  Raises `ProtocolError` naming the field for a missing key, a wrong shape or dtype, a non-finite
+  value, or a wrong container. Keys not in the spec are dropped (clients may send extra fields).
+  """
+  if not isinstance(message, Mapping):
+    name = f"field '{_prefix.rstrip('/')}'" if _prefix else where
+    raise ProtocolError(f"{name} must be a dict, got {type(message).__name__}")
+  out = {}
+  for key, sub in spec.items():
+    path = f"{_prefix}{key}"
+    if key not in message:
+      raise ProtocolError(f"{where} is missing field '{path}' (expected keys: {sorted(spec)})")
+    if isinstance(sub, ArraySpec):
+      out[key] = _cast_leaf(path, message[key], sub, check_finite)
+    else:
+      out[key] = conform(message[key], sub, check_finite=check_finite, where=where,
+                         _prefix=path + "/")
+  return out
 
 
 def make_metadata(*, observation_spec: SpecTree, action_spec: SpecTree, control_hz: float,
                   chunk_length: int, model_id: str, extra: Mapping | None = None) -> dict:
-    """The metadata frame the server sends on connect."""
-    meta = {
-        "protocol_version": PROTOCOL_VERSION,
-        "model_id": model_id,
-        "control_hz": float(control_hz),
-        "chunk_length": int(chunk_length),
-        "observation_spec": spec_to_wire(observation_spec),
-        "action_spec": spec_to_wire(action_spec),
-    }
-    meta.update(dict(extra or {}))
-    return meta
+  """The metadata frame the server sends on connect."""
+  meta = {
+      "protocol_version": PROTOCOL_VERSION,
+      "model_id": model_id,
+      "control_hz": float(control_hz),
+      "chunk_length": int(chunk_length),
+      "observation_spec": spec_to_wire(observation_spec),
+      "action_spec": spec_to_wire(action_spec),
+  }
+  meta.update(dict(extra or {}))
+  return meta

@@ -138,7 +138,7 @@ def default_camera_light_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "cam_pos_offset": (-0.03, 0.03),     # m, uniform per axis
       "cam_rot_deg": (-5.0, 5.0),          # degrees, uniform per axis (small-angle rotation)
-      "light_intensity_scale": (0.6, 1.4), # x on diffuse colour (+-40%)
+      "light_intensity_scale": (0.6, 1.4),  # x on diffuse colour (+-40%)
       "light_tint": (0.9, 1.1),            # x per RGB channel (colour temperature, roughly)
       "light_pos_offset": (-0.1, 0.1),     # m, uniform per axis
   })

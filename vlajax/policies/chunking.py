@@ -11,11 +11,14 @@ consecutive chunks for the current step with weights ``exp(-alpha * i)``.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import flax
 import jax
 import jax.numpy as jnp
+
+# The per-step policy protocol of `vlajax.envs.rollout`: act(carry, obs, rng) -> (action, carry).
+Act = Callable[[Any, dict, jax.Array], tuple[jax.Array, Any]]
 
 
 def chunk_trajectory(actions: jnp.ndarray, horizon: int) -> tuple[jnp.ndarray, jnp.ndarray]:

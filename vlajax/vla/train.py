@@ -27,8 +27,9 @@ FREEZE_OPTIONS = ("none", "vision", "vision_llm")
 @flax.struct.dataclass
 class TrainState:
   step: jnp.ndarray          # int32 scalar, optimizer steps taken
-  params: Any                # {"params": ...} of ``Pi0``; float32, except frozen leaves under
-                             # bfloat16 compute, which are stored in bfloat16 (``cast_frozen``)
+  # {"params": ...} of ``Pi0``; float32, except frozen leaves under bfloat16 compute, which are
+  # stored in bfloat16 (``cast_frozen``).
+  params: Any
   opt_state: Any
   ema_params: Any            # same tree as params, or None when EMA is off
   rng: jnp.ndarray           # uint32 (2,) raw key

@@ -15,41 +15,41 @@ from vlajax.bridge.protocol import ArraySpec
 
 
 class Robot(abc.ABC):
-    """Abstract robot. `control_hz` is the rate the executor should command it at."""
+  """Abstract robot. `control_hz` is the rate the executor should command it at."""
 
-    observation_spec: dict
-    action_spec: ArraySpec
-    control_hz: float
+  observation_spec: dict
+  action_spec: ArraySpec
+  control_hz: float
 
-    @abc.abstractmethod
-    def get_observation(self) -> dict:
-        """Current observation, matching `observation_spec`."""
+  @abc.abstractmethod
+  def get_observation(self) -> dict:
+    """Current observation, matching `observation_spec`."""
 
-    @abc.abstractmethod
-    def send_action(self, action: np.ndarray) -> None:
-        """Command ``float[action_dim]``; held until the next call."""
+  @abc.abstractmethod
+  def send_action(self, action: np.ndarray) -> None:
+    """Command ``float[action_dim]``; held until the next call."""
 
-    @abc.abstractmethod
-    def reset(self) -> dict:
-        """Back to the start state; returns the first observation."""
+  @abc.abstractmethod
+  def reset(self) -> dict:
+    """Back to the start state; returns the first observation."""
 
-    @abc.abstractmethod
-    def stop(self) -> None:
-        """Controlled stop: hold position; further `send_action` calls are ignored until `reset`."""
+  @abc.abstractmethod
+  def stop(self) -> None:
+    """Controlled stop: hold position; further `send_action` calls are ignored until `reset`."""
 
-    def joint_positions(self) -> np.ndarray | None:
-        """Measured joint positions ``float[n]`` (for the safety layer), if the robot reports them."""
-        return None
+  def joint_positions(self) -> np.ndarray | None:
+    """Measured joint positions ``float[n]`` (for the safety layer), if the robot reports them."""
+    return None
 
-    def wrench(self) -> np.ndarray | None:
-        """Measured wrist force/torque ``float[6]``, if the robot has a sensor."""
-        return None
+  def wrench(self) -> np.ndarray | None:
+    """Measured wrist force/torque ``float[6]``, if the robot has a sensor."""
+    return None
 
-    def close(self) -> None:
-        """Releases resources (threads, connections)."""
+  def close(self) -> None:
+    """Releases resources (threads, connections)."""
 
-    def __enter__(self):
-        return self
+  def __enter__(self):
+    return self
 
-    def __exit__(self, *exc):
-        self.close()
+  def __exit__(self, *exc):
+    self.close()

@@ -89,9 +89,10 @@ class ArmEnv(Env):
   that depend on where the objects start).
   """
 
-  OBJECTS = ("cube",)   # the free joints of the scene's objects, in `sample_task`'s order
-  PROMPT = ""           # the task in words, for language-conditioned policies (language tasks:
-                        # each episode's instruction, `instructions.text`)
+  OBJECTS = ("cube",)  # the free joints of the scene's objects, in `sample_task`'s order
+  # The task in words, for language-conditioned policies (language tasks: each episode's
+  # instruction, `instructions.text`).
+  PROMPT = ""
 
   def __init__(self, config: ml_collections.ConfigDict):
     if config.action_space not in ACTION_SPACES:
