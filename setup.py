@@ -25,7 +25,9 @@ CORE = [
     # HuggingFace PaliGemma weight import (vlajax.vla.hf_import) reads safetensors directly.
     "safetensors==0.8.0",
     # Rollout videos (vlajax.eval.video): H.264 through PyAV, captions drawn with Pillow.
-    "av>=14",
+    # LeRobot v3 datasets (vlajax.data.lerobot): mp4 decoded / encoded by PyAV, parquet by pyarrow.
+    "av==18.1.0",
+    "pyarrow==26.0.1",
     "pillow>=10",
 ]
 
@@ -42,8 +44,12 @@ setup(
                 # PyTorch PaliGemma logits check and local tokenizer tests (tests/test_vla_hf_import.py).
                 "torch==2.13.0", "transformers==5.24.0", "tokenizers==0.23.3",
                 # so the jax-vs-warp env tests run in CI (tests/test_envs_warp.py)
-                "warp-lang==1.19.0"],
+                "warp-lang==1.19.0",
+                # the W&B metric writer's offline test (tests/test_core_metrics_wandb.py)
+                "wandb==0.31.0"],
         # MJX's Warp backend (env config `impl="warp"`); MJX vendors MuJoCo Warp, this is Warp itself.
         "warp": ["warp-lang==1.19.0"],
+        # The Weights & Biases metric writer (`--config.run.loggers=jsonl,tensorboard,wandb`).
+        "wandb": ["wandb==0.31.0"],
     },
 )

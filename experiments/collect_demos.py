@@ -20,6 +20,7 @@ from absl import app
 from ml_collections import config_flags
 
 from vlajax import envs
+from vlajax.core import logging_setup
 from vlajax.imitation import collect
 from vlajax.eval import job, policies
 
@@ -61,7 +62,10 @@ def run(config) -> dict:
 
 def main(argv):
   del argv
-  print(json.dumps(run(_CONFIG.value), indent=1, default=str), flush=True)
+  config = _CONFIG.value
+  # Library INFO to <data_dir>/<dataset_name>/collect_demos.log (beside the version directory).
+  logging_setup.setup(os.path.join(config.data_dir, config.dataset_name))
+  print(json.dumps(run(config), indent=1, default=str), flush=True)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@
   python -m experiments.eval_policy --config=experiments/configs/eval_policy.py:scripted \
       --config.env_name=arm_pick_cube --config.compare.kind=random
 
-Writes `report.json`, `report.md`, TensorBoard scalars and `videos/*.mp4` to `config.out_dir` (with a
-comparison: `a/`, `b/` and `comparison.md`) and prints the markdown table (and the verdict).
+Writes `report.json`, `report.md`, TensorBoard scalars, `videos/*.mp4` and the library log
+`eval_policy.log` to `config.out_dir` (with a comparison: `a/`, `b/` and `comparison.md`) and prints
+the markdown table (and the verdict).
 """
 import os
 
@@ -18,12 +19,15 @@ if not os.environ.get("DISPLAY"):
 from absl import app
 from ml_collections import config_flags
 
+from vlajax.core import logging_setup
 from vlajax.eval import job, report
 
 
 def main(argv):
   del argv
-  result = job.run(_CONFIG.value)
+  config = _CONFIG.value
+  logging_setup.setup(config.out_dir)   # library INFO to <out_dir>/eval_policy.log
+  result = job.run(config)
   print(report.markdown(result), flush=True)
   if "comparison" in result:
     print(result["comparison"]["verdict"], flush=True)

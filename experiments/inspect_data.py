@@ -4,7 +4,9 @@
       --config.data.data_root=/path/to/oxe
 
 Per dataset: episodes, steps, standardized feature shapes and dtypes (one real batch of that
-dataset alone), action/proprio statistics and a sample of instructions.
+dataset alone), action/proprio statistics, a sample of instructions and `corruption`: the records
+and shards skipped as unreadable or undecodable with `--config.data.on_corrupt=skip` (with the
+default "raise" the first such record stops it with an error naming it).
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ def inspect(config) -> dict:
       batch = loader.next_local()
     stream = loader.streams[0]
     instructions = []
-    for episode in stream.source.episodes():
+    # The loader's window size: a bad record costs the same records here as in its reads.
+    for episode in stream.source.episodes(cfg.episodes_per_window, guard=stream.guard):
       text = oxe_registry.standardize(name, episode)["instruction"].numpy()[0].decode()
       if text not in instructions:
         instructions.append(text)
@@ -67,12 +70,15 @@ def inspect(config) -> dict:
         "statistics": {k: {s: v[s] for s in ("mean", "std", "min", "max", "q01", "q99")}
                        for k, v in stats.items() if k in ("action", "proprio")},
         "instructions": instructions,
+        "corruption": loader.corruption_report()["datasets"][name],
     }
   return report
 
 
 def main(argv):
   del argv
+  from vlajax.core import logging_setup  # pylint: disable=g-import-not-at-top
+  logging_setup.setup(None)   # no run directory: library INFO stays off the console
   json.dump(inspect(_CONFIG.value), sys.stdout, indent=1)
   sys.stdout.write("\n")
 

@@ -4,20 +4,24 @@
   python -m experiments.ppo_locomotion --config=experiments/configs/ppo_locomotion.py:quadruped \
       --config.workdir=/tmp/go --config.ppo.num_envs=4096
 
-The run directory (`config.workdir`) gets `config.json`, `metrics.jsonl`, TensorBoard events and
-`checkpoints/`; re-running the same command resumes from the newest checkpoint (`--config.run.resume=False`
-to refuse). Multi-host: pass `--config.distributed.num_processes/process_id/coordinator_address`.
+The run directory (`config.workdir`) gets `config.json`, `metrics.jsonl`, TensorBoard events, the
+library log `ppo_locomotion.log` and `checkpoints/`; re-running the same command resumes from the
+newest checkpoint (`--config.run.resume=False` to refuse). Multi-host: pass
+`--config.distributed.num_processes/process_id/coordinator_address`.
 """
-from absl import app, logging
+from absl import app
 from ml_collections import config_flags
 
+from vlajax.core import logging_setup
 from vlajax.rl import loop, ppo
 
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  loop.run_experiment(_CONFIG.value, "ppo", ppo.Learner, "PPO")
+  config = _CONFIG.value
+  # Library INFO (orbax's save lines, import probes) to <workdir>/ppo_locomotion.log, not the console.
+  logging_setup.setup(config.workdir, process_index=config.distributed.process_id)
+  loop.run_experiment(config, "ppo", ppo.Learner, "PPO")
 
 
 if __name__ == "__main__":

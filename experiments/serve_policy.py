@@ -5,12 +5,16 @@
   python -m experiments.serve_policy --config=experiments/configs/serve_policy.py:demo --config.server.port=9000
 
 The policy is loaded and jit-warmed before the port opens; `GET /healthz` answers 200 once serving.
+The server binds 127.0.0.1 unless `--config.server.host=0.0.0.0` (or an interface address) is
+given; `--config.server.api_key=<key>` makes every connection present `Authorization: Api-Key <key>`
+(`/healthz` stays open). Errors reach clients as one line; tracebacks go to this process's log.
 """
-from absl import app, logging
+from absl import app
 from ml_collections import config_flags
 
 from vlajax.bridge import policies
 from vlajax.bridge.server import PolicyServer
+from vlajax.core import logging_setup
 
 
 
@@ -30,8 +34,9 @@ def policy_kwargs(policy_config) -> dict:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
   config = _CONFIG.value
+  # The server's own INFO lines stay on the console; library INFO goes to <policy run dir>/serve_policy.log.
+  logging_setup.setup(logging_setup.run_dir_of(config.policy.get("path")))
   kind = config.policy.kind
   policy = policies.load_policy(kind, warmup=False, **policy_kwargs(config.policy))
   seconds = policy.warmup()
@@ -40,8 +45,10 @@ def main(argv):
         f"(jit warm-up {seconds:.1f}s)", flush=True)
   server = PolicyServer(policy, config.server.host, config.server.port,
                         max_frame_bytes=int(config.server.max_frame_mib * 2**20),
-                        workers=config.server.workers, log_every=config.server.log_every)
-  print(f"serving on ws://{config.server.host}:{config.server.port} (GET /healthz)", flush=True)
+                        workers=config.server.workers, log_every=config.server.log_every,
+                        api_key=config.server.api_key or None)
+  print(f"serving on ws://{config.server.host}:{config.server.port} (GET /healthz; API key "
+        f"{'required' if config.server.api_key else 'off'})", flush=True)
   server.serve_forever()
 
 

@@ -9,13 +9,15 @@
 
 Physics defaults lie outside the training DR ranges: floor friction 0.35 vs U(0.4, 1.0), link
 masses x1.15 vs U(0.9, 1.1), Kp x0.65 vs U(0.7, 1.3), joint damping x1.4 vs U(0.7, 1.3). The
-run itself is `vlajax.eval.sim_to_sim`. Prints one JSON line of results.
+run itself is `vlajax.eval.sim_to_sim`. Prints one JSON line of results; library INFO (orbax's
+restore lines) goes to `sim_to_sim.log` in the checkpoint's run directory (or `--log_dir`).
 """
 import json
 
 from absl import app, flags
 
 from vlajax.bridge.robots import PhysicsOverrides
+from vlajax.core import logging_setup
 from vlajax.eval import sim_to_sim
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "PPO run directory (or its checkpoints/).")
@@ -39,6 +41,7 @@ _TRANSPORT = flags.DEFINE_enum("transport", "websocket", ["websocket", "local"],
 
 def main(argv):
   del argv
+  logging_setup.setup(logging_setup.run_dir_of(_CHECKPOINT.value))
   overrides = PhysicsOverrides(friction_scale=_FRICTION.value, mass_scale=_MASS.value,
                                kp_scale=_KP.value, damping_scale=_DAMPING.value,
                                action_delay_s=_DELAY.value)

@@ -4,21 +4,25 @@
   python -m experiments.tdmpc_control --config=experiments/configs/tdmpc_control.py:quadruped \
       --config.workdir=/tmp/tdmpc_go --config.tdmpc.mppi.num_samples=512
 
-The run directory (`config.workdir`) gets `config.json`, `metrics.jsonl`, TensorBoard events and
-`checkpoints/` (the replay buffer included, so a resumed run continues bit for bit); re-running the
-same command resumes from the newest checkpoint (`--config.run.resume=False` to refuse).
-Multi-host: pass `--config.distributed.num_processes/process_id/coordinator_address`.
+The run directory (`config.workdir`) gets `config.json`, `metrics.jsonl`, TensorBoard events, the
+library log `tdmpc_control.log` and `checkpoints/` (the replay buffer included, so a resumed run
+continues bit for bit); re-running the same command resumes from the newest checkpoint
+(`--config.run.resume=False` to refuse). Multi-host: pass
+`--config.distributed.num_processes/process_id/coordinator_address`.
 """
-from absl import app, logging
+from absl import app
 from ml_collections import config_flags
 
+from vlajax.core import logging_setup
 from vlajax.rl import loop, tdmpc
 
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  loop.run_experiment(_CONFIG.value, "tdmpc", tdmpc.Learner, "TD-MPC")
+  config = _CONFIG.value
+  # Library INFO (orbax's save lines, import probes) to <workdir>/tdmpc_control.log, not the console.
+  logging_setup.setup(config.workdir, process_index=config.distributed.process_id)
+  loop.run_experiment(config, "tdmpc", tdmpc.Learner, "TD-MPC")
 
 
 if __name__ == "__main__":

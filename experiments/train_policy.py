@@ -5,15 +5,17 @@
 
 The run directory gets `config.json`, `policy.json` (what `eval.policies.load("chunk", ...)` needs:
 head, shapes, the dataset's normalization statistics, the env), `metrics.jsonl`, TensorBoard
-events and `checkpoints/`; the same command resumes from the newest checkpoint.
+events, the library log `train_policy.log` and `checkpoints/`; the same command resumes from the
+newest checkpoint.
 """
 from __future__ import annotations
 
 import json
 
-from absl import app, logging
+from absl import app
 from ml_collections import config_flags
 
+from vlajax.core import logging_setup
 from vlajax.core import mesh as mesh_lib
 from vlajax.core.metrics import prepare_run_dir
 from vlajax.imitation import policy as policy_lib
@@ -21,8 +23,8 @@ from vlajax.imitation import policy as policy_lib
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
+  logging_setup.setup(config.workdir)   # library INFO to <workdir>/train_policy.log
   run_dir = prepare_run_dir(config.workdir, config)
   mesh = mesh_lib.make_mesh({"data": -1})
   result = policy_lib.train(config, run_dir, mesh)

@@ -13,7 +13,7 @@ import pytest
 from experiments import serve_policy
 from experiments.configs import serve_policy as serve_configs
 from vlajax.bridge import policies
-from vlajax.bridge.client import PolicyClient, ServerError
+from vlajax.bridge.client import AuthenticationError, PolicyClient, ServerError
 from vlajax.bridge.server import PolicyServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,10 +80,11 @@ def _free_port():
 
 
 def test_serve_policy_entry_point():
+  """The CLI: default (loopback) host, an API key from the command line, one-line errors."""
   port = _free_port()
   cmd = [sys.executable, "-m", "experiments.serve_policy",
          "--config=experiments/configs/serve_policy.py:demo", f"--config.server.port={port}",
-         "--config.server.host=127.0.0.1"]
+         "--config.server.api_key=entry-point-key"]
   proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
     deadline = time.time() + 120
@@ -96,14 +97,19 @@ def test_serve_policy_entry_point():
         assert proc.poll() is None, proc.stdout.read()
         assert time.time() < deadline, "server did not come up"
         time.sleep(0.5)
-    with PolicyClient("127.0.0.1", port) as client:
+    with pytest.raises(AuthenticationError, match="HTTP 401"):
+      PolicyClient("127.0.0.1", port)
+    with PolicyClient("127.0.0.1", port, api_key="entry-point-key") as client:
       assert client.metadata["model_id"] == "demo-sine" and client.metadata["chunk_length"] == 8
       state = np.linspace(-1, 1, 6).astype(np.float32)
       actions = client.infer({"state": state})["actions"]
       np.testing.assert_allclose(actions, np.asarray(serve_configs.demo_policy({"state": state})), atol=1e-6)
-      with pytest.raises(ServerError, match="shape"):
+      with pytest.raises(ServerError, match=r"^ProtocolError: field 'state' has shape"):
         client.infer({"state": np.zeros(3)})
       assert client.infer({"state": state})["actions"].shape == (8, 6)
   finally:
     proc.terminate()
     proc.wait(timeout=30)
+  output = proc.stdout.read()
+  assert f"serving on ws://127.0.0.1:{port}" in output and "API key required" in output
+  assert "entry-point-key" not in output

@@ -221,6 +221,21 @@ def test_heavier_cube_or_weaker_gripper_slips_from_the_grasp(env, reset_fn, roll
   assert lifted[1] < 0.0 and lifted[2] < 0.0, lifted
 
 
+def test_lower_object_friction_lets_the_grasped_cube_slip(env, reset_fn, rollout_fn):
+  frictions = (1.0, 0.3, 0.1, 0.03)   # cube-pad / cube-hand sliding coefficient, nominal 1.0
+  per_env = [dict(_nominal(env), object_friction=_point(mu)) for mu in frictions]
+  state = _grasped(env, _reset(env, reset_fn, per_env))
+  start_z = np.asarray(state.data.qpos)[:, env._cube_qpos + 2]  # pylint: disable=protected-access
+  _, qpos, _, _ = rollout_fn(state, _actions(arm_action=(0.0, 0.0, 0.5), gripper=-1.0))
+  lifted = qpos[-1, :, env._cube_qpos + 2] - start_z  # pylint: disable=protected-access
+  # The same grip and lift as above (measured 2026-12-03: +0.17, -0.09, -0.46, -0.46 m): the
+  # nominal cube rises with the hand; at 0.3 it creeps down the pads and falls out late in the
+  # lift; at 0.1 and 0.03 it never rises with the hand and ends on the table (0.455 m below).
+  assert lifted[0] > 0.12, lifted
+  assert lifted[1] < lifted[0] - 0.05, lifted
+  assert lifted[2] < -0.3 and lifted[3] < -0.3, lifted
+
+
 def test_latency_delays_the_applied_control_by_k_steps(env, reset_fn, rollout_fn):
   state = _reset(env, reset_fn, [dict(_nominal(env), action_latency=_point(k)) for k in range(B)])
   assert np.asarray(state.info["dr"]["action_latency"]).tolist() == list(range(B))
@@ -287,6 +302,40 @@ def test_protocol_adr_and_wrappers_see_the_arm_dr(env):
   assert set(adr.ranges(state)) == set(arm_dr.FIELDS)
   with pytest.raises(ValueError, match="no domain randomization"):
     adr.initial_state(cfg, envs.make("cartpole"))
+
+
+def test_arm_adr_widens_from_nominal_through_the_config_ranges_to_its_bounds(env):
+  """The arm's own ADR bounds / steps (`arm_dr.default_adr_config`): from the nominal ranges one
+  successful update widens every field, the next resets draw inside, and enough of them reach the
+  bounds, which contain the config's ranges."""
+  limits = type(env).default_adr_config()
+  assert set(limits.bounds) == set(limits.steps) == set(arm_dr.FIELDS)
+  assert envs.default_adr_config("arm_pick_cube").to_dict() == limits.to_dict()
+  cfg = adr.default_config()
+  cfg.update(dict(enabled=True, performance_metric="success", initial_ranges="nominal"))
+  state = adr.initial_state(cfg, env)
+  jax.tree.map(np.testing.assert_array_equal, adr.ranges(state), env.nominal_dr_ranges())
+  # A batch of 2 env states as far as ADR sees them (their ranges; no physics run here).
+  env_state = base.State(data=None, obs={}, reward=jnp.zeros(2), done=jnp.zeros(2), metrics={},
+                         info={"dr_ranges": jax.tree.map(lambda r: jnp.stack([r, r]),
+                                                         env.default_dr_ranges())})
+  state, env_state = jax.jit(adr.advance, static_argnums=3)(
+      state, env_state, {"success": jnp.full((4, 2), 0.75)}, "success")
+  widened = adr.ranges(state)
+  for field, nominal in env.nominal_dr_ranges().items():
+    step = limits.steps[field]
+    np.testing.assert_allclose(widened[field], [max(nominal[0] - step, limits.bounds[field][0]),
+                                                nominal[1] + step], rtol=1e-5, err_msg=field)
+    np.testing.assert_allclose(env_state.info["dr_ranges"][field][1], widened[field], rtol=1e-6)
+  draws = arm_dr.sample(jax.random.PRNGKey(0), widened, env.dr_targets)
+  assert 0.95 - 1e-6 <= float(draws["object_mass_scale"][0]) <= 1.05 + 1e-6
+  assert int(draws["action_latency"]) in (0, 1)
+  for _ in range(100):
+    state = adr.update(state, 1.0)
+  config_ranges = env.default_dr_ranges()
+  for field, (low, high) in limits.bounds.items():
+    np.testing.assert_allclose(adr.ranges(state)[field], [low, high], rtol=1e-5, err_msg=field)
+    assert low <= float(config_ranges[field][0]) and float(config_ranges[field][1]) <= high
   with pytest.raises(ValueError, match="brax_randomization_fn"):
     brax_adapter.randomization_fn(env)
 

@@ -410,12 +410,22 @@ def test_adr_metrics_and_writing_ranges_into_env_state():
   assert metrics["dr/kp_scale/high"] == pytest.approx(1.3)
   assert set(metrics) == {f"dr/{f}/{e}" for f in ("floor_friction", "kp_scale", "push_interval")
                           for e in ("low", "high")}
-  # The default ADR bounds contain the env's default ranges (how the PPO learner starts ADR).
-  from_defaults = adr.update(adr.from_config(adr.default_config(), env.default_dr_ranges()), 1.0)
+  # The env's ADR bounds contain its default ranges (how the PPO learner starts ADR).
+  assert env.default_adr_config().to_dict() == dr_lib.default_adr_config().to_dict()
+  from_defaults = adr.update(adr.for_env(adr.default_config(), env), 1.0)
   np.testing.assert_allclose(adr.ranges(from_defaults)["floor_friction"], [0.35, 1.05], rtol=1e-6)
   np.testing.assert_allclose(adr.ranges(from_defaults)["action_latency"], [0.0, 3.0])
-  # Full-field ADR over the env's ranges; the new ranges land in every env and drive the next reset.
-  full = adr.from_config(adr.default_config(), dr_lib.nominal_ranges(env.targets))
+  # A config section's bounds / steps override the env's field by field.
+  cfg = adr.default_config()
+  cfg.steps = {"floor_friction": 0.1}
+  overridden = adr.ranges(adr.update(adr.for_env(cfg, env), 1.0))
+  np.testing.assert_allclose(overridden["floor_friction"], [0.3, 1.1], rtol=1e-6)
+  np.testing.assert_allclose(overridden["kp_scale"], [0.68, 1.32], rtol=1e-6)
+  # Full-field ADR from the nominal ranges; the new ranges land in every env and drive the next reset.
+  cfg = adr.default_config()
+  cfg.initial_ranges = "nominal"
+  full = adr.for_env(cfg, env)
+  jax.tree.map(np.testing.assert_array_equal, adr.ranges(full), env.nominal_dr_ranges())
   for _ in range(3):
     full = adr.update(full, 1.0)
   ranges = batched_ranges(env.default_dr_ranges())
@@ -439,3 +449,7 @@ def test_adr_bad_input_names_the_field():
              low_threshold=0.1, high_threshold=0.5)
   with pytest.raises(ValueError, match="threshold"):
     adr.init(initial, bounds={}, steps={}, low_threshold=0.9, high_threshold=0.5)
+  cfg = adr.default_config()
+  cfg.initial_ranges = "nomnal"
+  with pytest.raises(ValueError, match="initial_ranges.*nomnal"):
+    adr.for_env(cfg, compiled()[0])

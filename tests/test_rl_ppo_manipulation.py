@@ -24,16 +24,25 @@ from vlajax.rl import loop, ppo
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_smoke_arm_preset_trains_and_reports_the_success_rate(tmp_path):
+def test_smoke_arm_preset_trains_with_adr_and_reports_the_success_rate(tmp_path):
   config = configs.get_config("smoke_arm")
+  config.adr.enabled = True    # the arm's own ADR bounds and steps (from the env, via rl_base)
   env = envs.make(config.env_name, config=config.env)
   learner = ppo.Learner(env, config.ppo, mesh_lib.make_mesh({"data": -1}), adr_config=config.adr)
-  loop.train(learner, config.run, tmp_path, config.ppo.num_iterations,
-             metadata={"config": config.to_dict()}, stream=None)
+  state = loop.train(learner, config.run, tmp_path, config.ppo.num_iterations,
+                     metadata={"config": config.to_dict()}, stream=None)
   records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   evals = [r for r in records if "eval/success_rate" in r]
   assert evals and 0.0 <= evals[-1]["eval/success_rate"] <= 1.0
   assert any("reward/reach" in r for r in records), sorted(records[-1])
+  # ADR started from the nominal arm and moved by at most one step per iteration.
+  trained = [r for r in records if "dr/object_mass_scale/high" in r]
+  assert len(trained) == config.ppo.num_iterations, sorted(records[-1])
+  step = config.adr.steps.object_mass_scale
+  for i, record in enumerate(trained):
+    assert 1.0 - (i + 1) * step - 1e-6 <= record["dr/object_mass_scale/low"] <= 1.0
+    assert 1.0 <= record["dr/object_mass_scale/high"] <= 1.0 + (i + 1) * step + 1e-6
+  assert int(state.adr.num_widened + state.adr.num_shrunk) <= config.ppo.num_iterations
 
   policy, info = ppo.load_policy(tmp_path)
   assert info["action_size"] == env.action_size == 8 and info["obs_key"] == "state"

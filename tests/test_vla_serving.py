@@ -131,7 +131,7 @@ def test_policy_server_serves_the_checkpoint_to_a_websocket_client(run):
   with PolicyServer(served, "127.0.0.1", 0) as server, PolicyClient("127.0.0.1", server.port) as client:
     assert client.metadata["model_id"] == info["model_id"]
     replies = [client.infer(_observation(cfg, prompt=p))["actions"] for p in prompts]
-    with pytest.raises(ServerError, match="image/primary"):
+    with pytest.raises(ServerError, match=r"image\.primary"):
       client.infer(dict(_observation(cfg, prompt="x"), image={"primary": np.zeros((28, 28, 3), np.float32)}))
     again = client.infer(_observation(cfg, prompt=prompts[0]))["actions"]   # still serving
   for p, reply in zip(prompts, replies):

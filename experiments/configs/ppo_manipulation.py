@@ -8,7 +8,12 @@ Names:
   arm_pick    lift the cube and place it at a goal (Playground's PandaPickCube values: 2048 envs,
               unroll 10, 32 minibatches, 4 epochs, lr 1e-3, γ 0.97, entropy 2e-2, ~20M steps):
               an accelerator run.
-  smoke_arm   two tiny iterations of arm_reach, for tests.
+  smoke_arm   two tiny iterations of arm_reach, for tests (SAC's and TD-MPC's `arm_reach` /
+              `smoke_arm` presets share the task settings: `rl_base.arm_reach`, `rl_base.smoke_arm`).
+
+Every preset has an `adr` section (off; `--config.adr.enabled=True`): automatic DR on the per-step
+`success`, starting from the un-randomized arm (`adr.initial_ranges="nominal"`) and widening through
+the env's DR ranges up to the arm's ADR bounds (`manipulation/randomization.py`).
 
 The entry point is the shared PPO main (`experiments/ppo_locomotion.py`); evaluation reports
 `eval/success_rate` (the episode-latched success) beside the return.
@@ -19,8 +24,15 @@ from experiments.configs import rl_base
 from vlajax.rl import ppo
 
 
+def _with_arm_adr(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  # ADR (off unless --config.adr.enabled=True) on the per-step success rate, widening from the
+  # un-randomized arm through the env's DR ranges (the arm's bounds: manipulation/randomization.py).
+  config.adr.initial_ranges = "nominal"
+  return config
+
+
 def _base(env_name: str) -> ml_collections.ConfigDict:
-  return rl_base.base(env_name, "ppo", ppo.default_config(), adr_metric="success")
+  return _with_arm_adr(rl_base.base(env_name, "ppo", ppo.default_config(), adr_metric="success"))
 
 
 def get_config(name: str = "arm_reach") -> ml_collections.ConfigDict:
@@ -33,11 +45,11 @@ def get_config(name: str = "arm_reach") -> ml_collections.ConfigDict:
 
 
 def _arm_reach() -> ml_collections.ConfigDict:
-  config = _base("arm_reach")
+  config = _with_arm_adr(rl_base.arm_reach("ppo", ppo.default_config(), adr_metric="success"))
   config.ppo.update(dict(num_envs=256, unroll_length=10, num_minibatches=4, num_epochs=4,
                          gamma=0.97, learning_rate=1e-3, entropy_coef=1e-2, clip_eps=0.2,
                          policy_hidden=(128, 128), value_hidden=(128, 128),
-                         num_iterations=300, episode_length=100))
+                         num_iterations=300))
   config.run.update(dict(eval_every=25, num_eval_envs=64, checkpoint_every=50))
   return config
 
@@ -54,10 +66,7 @@ def _arm_pick() -> ml_collections.ConfigDict:
 
 
 def _smoke_arm() -> ml_collections.ConfigDict:
-  config = _arm_reach()
-  config.env.episode_length = 20
-  config.ppo.update(dict(num_envs=8, unroll_length=4, num_minibatches=2, num_epochs=1,
-                         num_iterations=2, episode_length=20, policy_hidden=(16,),
+  config = rl_base.smoke_arm(_arm_reach(), "ppo")
+  config.ppo.update(dict(unroll_length=4, num_minibatches=2, num_epochs=1, policy_hidden=(16,),
                          value_hidden=(16,)))
-  config.run.update(dict(eval_every=2, num_eval_envs=4, checkpoint_every=0))
   return config

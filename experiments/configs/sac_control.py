@@ -8,7 +8,15 @@ Names:
              repeat 2 (100 control steps), 1 gradient update per env step, 512 seed transitions
              and target τ 0.05: solved (≈ 190 of ≈ 198) in 3.2k env steps, under a minute of
              training on a CPU. The settings are TD-MPC's `cartpole` ones (BENCHMARKS.md).
+  arm_reach  the arm's tool point to a random target from state (joint-delta actions, 100-step
+             episodes, the env's DR on; the task settings are PPO's `arm_reach`,
+             `rl_base.arm_reach`): 32 envs, UTD 0.25 (8 updates per batched step), batch 256,
+             replay 256k, 2,048 seed transitions, γ 0.97 (PPO's for this task), MLPs 128-128, an
+             asymmetric critic on `privileged_state`, 160k env steps. CPU-sized starting values,
+             not yet tuned or measured (BENCHMARKS.md records PPO on this task).
   smoke      a few tiny iterations on cart-pole, for tests.
+  smoke_arm  two tiny iterations of arm_reach (`rl_base.smoke_arm`, the learner at `smoke`'s
+             sizes), for tests.
 
 Env physics/task config (`config.env`) and learner config (`config.sac`) are separate; any key can
 be overridden on the command line, e.g. `--config.sac.grad_updates_per_step=4`.
@@ -25,7 +33,8 @@ def _base(env_name: str) -> ml_collections.ConfigDict:
 
 
 def get_config(name: str = "cartpole") -> ml_collections.ConfigDict:
-  presets = {"quadruped": _quadruped, "cartpole": _cartpole, "smoke": _smoke}
+  presets = {"quadruped": _quadruped, "cartpole": _cartpole, "arm_reach": _arm_reach,
+             "smoke": _smoke, "smoke_arm": _smoke_arm}
   if name not in presets:
     raise KeyError(f"unknown sac_control config '{name}' (have: {', '.join(sorted(presets))})")
   config = presets[name]()
@@ -60,11 +69,31 @@ def _cartpole() -> ml_collections.ConfigDict:
   return config
 
 
+def _arm_reach() -> ml_collections.ConfigDict:
+  config = rl_base.arm_reach("sac", sac.default_config(), cpu_devices=1)
+  config.sac.update(dict(num_envs=32, batch_size=256, grad_updates_per_step=8,
+                         replay_capacity=262_144, min_replay=2048, learning_rate=1e-3, gamma=0.97,
+                         tau=0.005, steps_per_iteration=50, num_iterations=100,
+                         actor_hidden=(128, 128), critic_hidden=(128, 128),
+                         critic_obs_key="privileged_state"))
+  config.run.update(dict(eval_every=20, num_eval_envs=64, checkpoint_every=20))
+  return config
+
+
+# The smoke presets' learner: tiny networks, batches and replay (learning starts in iteration 1).
+_SMOKE_SAC = dict(batch_size=32, grad_updates_per_step=2, replay_capacity=512, min_replay=32,
+                  steps_per_iteration=8, actor_hidden=(16,), critic_hidden=(16,))
+
+
 def _smoke() -> ml_collections.ConfigDict:
   config = _cartpole()
-  config.sac.update(dict(num_envs=8, batch_size=32, grad_updates_per_step=2, replay_capacity=512,
-                         action_repeat=1, tau=0.005,
-                         min_replay=32, steps_per_iteration=8, num_iterations=6, episode_length=20,
-                         actor_hidden=(16,), critic_hidden=(16,)))
+  config.sac.update(dict(_SMOKE_SAC, num_envs=8, action_repeat=1, tau=0.005, num_iterations=6,
+                         episode_length=20))
   config.run.update(dict(eval_every=3, num_eval_envs=4, checkpoint_every=2))
+  return config
+
+
+def _smoke_arm() -> ml_collections.ConfigDict:
+  config = rl_base.smoke_arm(_arm_reach(), "sac")
+  config.sac.update(_SMOKE_SAC)
   return config

@@ -7,6 +7,11 @@ Names:
   demo  a built-in jitted toy policy (6-D state -> 8 x 6 chunk), for trying the bridge end to end.
 
 Any key can be overridden, e.g. `--config.server.port=9000 --config.server.max_frame_mib=10`.
+
+The server listens on 127.0.0.1 (this machine only). To serve robots on other machines:
+`--config.server.host=0.0.0.0` (all interfaces) or one interface's address, together with
+`--config.server.api_key=<key>`: clients then send `Authorization: Api-Key <key>` on connect
+(`PolicyClient(..., api_key=...)`, openpi-client's `api_key`), others are refused with HTTP 401.
 """
 import jax
 import jax.numpy as jnp
@@ -19,8 +24,9 @@ def get_config(name: str = "ppo") -> ml_collections.ConfigDict:
     raise KeyError(f"unknown serve_policy config '{name}' (have: {', '.join(sorted(presets))})")
   config = ml_collections.ConfigDict()
   config.server = ml_collections.ConfigDict({
-      "host": "0.0.0.0",
+      "host": "127.0.0.1",       # loopback only; 0.0.0.0 exposes it on every interface
       "port": 8000,              # openpi's default
+      "api_key": "",             # "": no key; else the handshake needs "Authorization: Api-Key <key>"
       "max_frame_mib": 50.0,     # requests above this are refused (connection closed with 1009)
       "workers": 4,              # inference threads
       "log_every": 100,          # log latency statistics every N requests (0: never)

@@ -10,8 +10,16 @@ Names:
              samples, 16 elites, 8 prior plans), 1 gradient update per env step (2 per control
              step), 6.4k env steps; CPU-sized.
              Not episodic: with the termination head planning scored lower here (BENCHMARKS.md).
+  arm_reach  the arm's tool point to a random target from state (joint-delta actions, 100-step
+             episodes, the env's DR on; the task settings are PPO's `arm_reach`,
+             `rl_base.arm_reach`) with `cartpole`'s CPU-sized model and planner (latent 64, MLP 64,
+             6 × 128 MPPI samples), 16 envs, 16 updates per batched step (UTD 1), 1,024 seed
+             transitions, 80k env steps; not episodic (the task does not terminate). Starting
+             values, not yet tuned or measured (BENCHMARKS.md records PPO on this task).
   smoke      a few tiny iterations on cart-pole, for tests (episodic, to cover the termination head;
              no action repeat, horizon 3).
+  smoke_arm  two tiny iterations of arm_reach (`rl_base.smoke_arm`, the model and planner at
+             `smoke`'s sizes), for tests.
 
 Env physics/task config (`config.env`) and learner config (`config.tdmpc`, planner in
 `config.tdmpc.mppi`) are separate; any key can be overridden on the command line, e.g.
@@ -29,12 +37,18 @@ def _base(env_name: str) -> ml_collections.ConfigDict:
 
 
 def get_config(name: str = "cartpole") -> ml_collections.ConfigDict:
-  presets = {"quadruped": _quadruped, "cartpole": _cartpole, "smoke": _smoke}
+  presets = {"quadruped": _quadruped, "cartpole": _cartpole, "arm_reach": _arm_reach,
+             "smoke": _smoke, "smoke_arm": _smoke_arm}
   if name not in presets:
     raise KeyError(f"unknown tdmpc_control config '{name}' (have: {', '.join(sorted(presets))})")
   config = presets[name]()
   config.workdir = f"runs/tdmpc_{name}"
   return config
+
+
+# `cartpole`'s CPU-sized model and planner (the reasons are in `_cartpole`).
+_SMALL_MODEL = dict(latent_dim=64, mlp_dim=64, enc_dim=64, simnorm_dim=8)
+_SMALL_PLANNER = dict(num_samples=128, num_elites=16, num_prior_samples=8, iterations=6)
 
 
 def _quadruped() -> ml_collections.ConfigDict:
@@ -49,11 +63,10 @@ def _quadruped() -> ml_collections.ConfigDict:
 def _cartpole() -> ml_collections.ConfigDict:
   config = _base("cartpole")
   config.env.episode_length = 200
-  config.tdmpc.update(dict(num_envs=8, batch_size=128, grad_updates_per_step=16,
+  config.tdmpc.update(dict(_SMALL_MODEL, num_envs=8, batch_size=128, grad_updates_per_step=16,
                            steps_per_iteration=25, num_iterations=16, episode_length=100,
                            action_repeat=2, horizon=5, learning_rate=1e-3, tau=0.1,
-                           replay_capacity=32_768, min_replay=512, latent_dim=64, mlp_dim=64,
-                           enc_dim=64, simnorm_dim=8))
+                           replay_capacity=32_768, min_replay=512))
   # Action repeat 2 (TD-MPC2 repeats each action twice on DMC): a 3-step plan and the value's
   # discount horizon (γ 0.95 per control step from the episode length) span twice the env time.
   # Measured against SAC with the same repeat and update ratio in BENCHMARKS.md.
@@ -71,19 +84,41 @@ def _cartpole() -> ml_collections.ConfigDict:
   # TD-MPC2's 6 MPPI iterations with a quarter of its samples / elites / prior plans: the executed
   # action is drawn among the elites, so a wide final search distribution (3 iterations × 64
   # samples) costs return through the control and centering reward terms (107 vs 135 at 6k steps).
-  config.tdmpc.mppi.update(dict(num_samples=128, num_elites=16, num_prior_samples=8, iterations=6))
+  config.tdmpc.mppi.update(_SMALL_PLANNER)
   config.run.update(dict(eval_every=4, num_eval_envs=16, checkpoint_every=4))
   return config
 
 
+def _arm_reach() -> ml_collections.ConfigDict:
+  config = rl_base.arm_reach("tdmpc", tdmpc.default_config(), cpu_devices=1)
+  config.tdmpc.update(dict(_SMALL_MODEL, num_envs=16, batch_size=128, grad_updates_per_step=16,
+                           steps_per_iteration=50, num_iterations=100, learning_rate=1e-3,
+                           replay_capacity=131_072, min_replay=1024))
+  config.tdmpc.mppi.update(_SMALL_PLANNER)
+  config.run.update(dict(eval_every=20, num_eval_envs=32, checkpoint_every=20))
+  return config
+
+
+# The smoke presets' learner: a tiny model, planner, batches and replay; the evaluation acts with
+# the policy prior (a cheaper program; planning is tested directly).
+_SMOKE_TDMPC = dict(batch_size=16, grad_updates_per_step=2, replay_capacity=512, min_replay=32,
+                    steps_per_iteration=8, latent_dim=16, mlp_dim=16, enc_dim=16,
+                    plan_during_eval=False)
+_SMOKE_PLANNER = dict(num_samples=16, num_elites=4, num_prior_samples=4, iterations=2)
+
+
 def _smoke() -> ml_collections.ConfigDict:
   config = _cartpole()
-  config.tdmpc.update(dict(num_envs=8, batch_size=16, grad_updates_per_step=2, replay_capacity=512,
-                           action_repeat=1, horizon=3,
-                           min_replay=32, steps_per_iteration=8, num_iterations=6,
-                           episode_length=50, latent_dim=16, mlp_dim=16, enc_dim=16))
-  config.tdmpc.mppi.update(dict(num_samples=16, num_elites=4, num_prior_samples=4, iterations=2))
+  config.tdmpc.update(dict(_SMOKE_TDMPC, num_envs=8, action_repeat=1, horizon=3, num_iterations=6,
+                           episode_length=50))
+  config.tdmpc.mppi.update(_SMOKE_PLANNER)
   config.tdmpc.episodic = True
-  config.tdmpc.plan_during_eval = False   # a cheaper evaluation program (planning is tested directly)
   config.run.update(dict(eval_every=3, num_eval_envs=4, checkpoint_every=2))
+  return config
+
+
+def _smoke_arm() -> ml_collections.ConfigDict:
+  config = rl_base.smoke_arm(_arm_reach(), "tdmpc")
+  config.tdmpc.update(_SMOKE_TDMPC)
+  config.tdmpc.mppi.update(_SMOKE_PLANNER)
   return config

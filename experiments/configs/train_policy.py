@@ -37,6 +37,7 @@ def get_config(name: str = "diffusion") -> ml_collections.ConfigDict:
       "episodes_per_window": 2 if smoke else 4,
       "windows_per_block": 4 if smoke else 16,
       "num_parallel_calls": 2,
+      "on_corrupt": "raise",        # "skip": train without unreadable records (vlajax.data.corruption)
   })
   config.model = ml_collections.ConfigDict({
       "kind": "regression" if smoke else name,

@@ -13,6 +13,11 @@ Two threads share an action queue indexed by control tick:
   prediction of a tick, ACT's convention favouring older predictions, or ``favor="new"``),
   ``"crossfade"`` (linear blend over the first ``crossfade_steps`` overlapping ticks) or ``"replace"``.
 
+The queue's maths (the merge rules, popping, when to plan, execute K of H ->
+``refill_threshold = vlajax.policies.execution.refill_threshold(H, K)``) is
+`vlajax.policies.execution`'s, shared with closed-loop evaluation (`policies.chunking`): with zero
+latency the executor executes the same actions as the in-process rollout.
+
 The planner's latency ``l`` is measured on every call; the queue-safety condition
 ``g * H * dt > l`` is checked and a warning logged (and counted) when it fails.
 """
@@ -21,7 +26,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import math
 import threading
 import time
 from typing import Callable
@@ -29,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from vlajax.bridge.robots.base import Robot
+from vlajax.policies import execution
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +54,17 @@ class ExecutorConfig:
   planner_retry_s: float = 0.05         # pause after a failed planner call
   first_chunk_timeout_s: float = 60.0
 
+  @property
+  def merge_rule(self) -> execution.MergeRule:
+    return execution.MergeRule(self.merge, self.ensemble_alpha, self.ensemble_favor,
+                               self.crossfade_steps)
+
+  def needs_plan(self, queued: int) -> bool:
+    """Whether the planner is asked for a chunk with `queued` actions pending."""
+    return bool(execution.needs_plan(queued, self.chunk_length, self.refill_threshold))
+
   def validate(self) -> None:
-    if self.merge not in ("ensemble", "crossfade", "replace"):
-      raise ValueError(f"merge must be ensemble|crossfade|replace, got '{self.merge}'")
-    if self.ensemble_favor not in ("old", "new"):
-      raise ValueError(f"ensemble_favor must be old|new, got '{self.ensemble_favor}'")
+    self.merge_rule.validate()
     if not 0.0 < self.refill_threshold <= 1.0:
       raise ValueError(f"refill_threshold must be in (0, 1], got {self.refill_threshold}")
     if self.chunk_length < 1 or self.control_hz <= 0:
@@ -61,55 +72,40 @@ class ExecutorConfig:
 
 
 class ActionQueue:
-  """Pending actions for consecutive ticks ``start, start+1, ...`` with ensembling weights."""
+  """Pending actions for consecutive ticks ``start, start+1, ...``: a `policies.execution.Pending`
+  buffer (numpy, float64) merged and popped by `policies.execution` with the config's rule."""
 
   def __init__(self, config: ExecutorConfig):
     self.config = config
-    self._sum: collections.deque = collections.deque()     # weighted sums float[D]
-    self._weight: collections.deque = collections.deque()  # total weight
-    self._count: collections.deque = collections.deque()   # number of predictions merged
+    self.rule = config.merge_rule
+    self._pending: execution.Pending | None = None   # allocated by the first merge
 
   def __len__(self) -> int:
-    return len(self._sum)
+    return 0 if self._pending is None else int(execution.length(self._pending))
 
   def pop(self) -> np.ndarray:
-    self._count.popleft()
-    return self._sum.popleft() / self._weight.popleft()
+    if not len(self):
+      raise IndexError("pop from an empty action queue")
+    action, self._pending = execution.pop(self._pending)
+    return action
 
   def clear(self) -> None:
-    self._sum.clear()
-    self._weight.clear()
-    self._count.clear()
+    self._pending = None
 
   def merge(self, actions: np.ndarray) -> None:
     """Merges ``actions[k]`` (for the k-th pending tick) into the queue."""
-    cfg = self.config
-    overlap = min(len(self), len(actions))
-    if cfg.merge == "replace":
-      self.clear()
-      overlap = 0
-    elif cfg.merge == "crossfade":
-      fade = min(overlap, cfg.crossfade_steps)
-      for k in range(overlap):
-        old = self._sum[k] / self._weight[k]
-        w = (k + 1) / (fade + 1) if k < fade else 1.0
-        self._sum[k], self._weight[k], self._count[k] = (1 - w) * old + w * actions[k], 1.0, 1
-    else:  # temporal ensembling
-      decay = math.exp(-cfg.ensemble_alpha)
-      for k in range(overlap):
-        n = self._count[k]
-        if cfg.ensemble_favor == "old":  # ACT: weight exp(-alpha * n) for the n-th prediction
-          w = decay ** n
-          self._sum[k] = self._sum[k] + w * actions[k]
-          self._weight[k] += w
-        else:  # newest prediction weight 1, older ones decay by exp(-alpha) per newer one
-          self._sum[k] = decay * self._sum[k] + actions[k]
-          self._weight[k] = decay * self._weight[k] + 1.0
-        self._count[k] = n + 1
-    for k in range(overlap, len(actions)):
-      self._sum.append(np.array(actions[k], np.float64))
-      self._weight.append(1.0)
-      self._count.append(1)
+    actions = np.asarray(actions, np.float64)
+    self._reserve(max(self.config.chunk_length, len(actions)), actions.shape[-1])
+    self._pending = execution.merge(self._pending, actions, self.rule)
+
+  def _reserve(self, capacity: int, action_size: int) -> None:
+    if self._pending is None or self._pending.total.shape[-1] != action_size:
+      self._pending = execution.empty(capacity, action_size)
+    elif self._pending.weight.shape[0] < capacity:
+      grow = capacity - self._pending.weight.shape[0]
+      self._pending = execution.Pending(*(np.concatenate([x, np.zeros((grow,) + x.shape[1:],
+                                                                      x.dtype)])
+                                          for x in self._pending))
 
 
 @dataclasses.dataclass
@@ -284,7 +280,7 @@ class ChunkExecutor:
         self._stale_ticks.discard(tick)
         self.jitter_s.append(now - deadline)
         self.tick += 1
-        if len(self.queue) < cfg.refill_threshold * cfg.chunk_length and not self._planning:
+        if cfg.needs_plan(len(self.queue)) and not self._planning:
           self._planning = True
           self._plan_request.set()
         self._check_inference_timeout(now)
@@ -370,7 +366,7 @@ class ChunkExecutor:
       with self._lock:
         self._merge_arrived(chunk, stamped)
         self._planning = False
-        if len(self.queue) < self.config.refill_threshold * self.config.chunk_length:
+        if self.config.needs_plan(len(self.queue)):
           self._planning = True
           self._plan_request.set()
 

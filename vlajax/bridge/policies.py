@@ -56,7 +56,8 @@ class ServedPolicy:
     """Validated observation -> ``{"actions": float32[H, D], "policy_timing": {"infer_ms"}}``.
 
     Raises `protocol.ProtocolError` if the policy returns a chunk of the wrong shape or with
-    non-finite values (the server turns that into an error reply, never into an action).
+    non-finite values (the server turns that into an ``InternalError`` reply, never into an
+    action); the messages name no model id or path, since the server forwards them.
     """
     start = time.perf_counter()
     chunk = np.asarray(self.infer_fn(dict(observation)), dtype=np.float32)
@@ -65,10 +66,10 @@ class ServedPolicy:
       chunk = chunk[None]
     if chunk.shape != (self.chunk_length, self.action_dim):
       raise protocol.ProtocolError(
-          f"policy {self.model_id} returned actions of shape {chunk.shape}, "
+          f"the policy returned actions of shape {chunk.shape}, "
           f"expected {(self.chunk_length, self.action_dim)}")
     if not np.all(np.isfinite(chunk)):
-      raise protocol.ProtocolError(f"policy {self.model_id} returned non-finite actions")
+      raise protocol.ProtocolError("the policy returned non-finite actions")
     return {"actions": chunk, "policy_timing": {"infer_ms": elapsed_ms}}
 
   def warmup(self, repeats: int = 2) -> float:
@@ -169,7 +170,8 @@ def _load_vla(*, path: str, control_hz: float = 10.0, model_id: str | None = Non
   """VLA checkpoint -> chunk policy via `vlajax.vla.load_policy(path, **kwargs)`.
 
   That function must return ``(fn, info)`` with ``fn(observation) -> float[H, D]`` and ``info``
-  holding ``observation_spec`` (wire form), ``action_dim`` and ``chunk_length``; kwargs such as
+  holding ``observation_spec`` (wire form), ``action_size`` D and ``action_horizon`` H (the keys
+  every loader shares, `vlajax.eval.policies`); kwargs such as
   ``step``, ``use_ema``, ``num_steps``, ``prompt`` ("text" | "tokens") and ``dataset_name`` pass
   through. The served metadata adds the checkpoint step, which parameters (EMA or raw), the
   prompt mode and the dataset whose action units are served.
@@ -178,8 +180,8 @@ def _load_vla(*, path: str, control_hz: float = 10.0, model_id: str | None = Non
   if not hasattr(vla, "load_policy"):
     raise NotImplementedError("vlajax.vla.load_policy is not available; cannot serve a VLA checkpoint")
   fn, info = vla.load_policy(path, **kwargs)
-  return ServedPolicy(fn, _as_spec(info["observation_spec"]), int(info["action_dim"]),
-                      int(info["chunk_length"]), float(info.get("control_hz", control_hz)),
+  return ServedPolicy(fn, _as_spec(info["observation_spec"]), int(info["action_size"]),
+                      int(info["action_horizon"]), float(info.get("control_hz", control_hz)),
                       model_id or info.get("model_id", f"vla:{path}"),
                       extra_metadata={"kind": "vla", **{k: info[k] for k in (
                           "step", "params", "prompt", "dataset_name", "normalization") if k in info}})

@@ -5,6 +5,8 @@ normalize (`normalization`) -> trajectory transforms (history window, action chu
 dims; images still encoded) -> frames -> deterministic block shuffle -> weighted mixture
 (`mixture`) -> frame transforms (decode, resize, augment) -> batch -> JAX arrays sharded over the
 mesh (`loader`). `writer` saves our own environments' episodes as RLDS that this reader loads.
+`lerobot` reads LeRobot v3 datasets (parquet + mp4, config `lerobot_dirs`) into the same pipeline and
+batch format, mixable with RLDS; `lerobot_convert` writes them (and converts RLDS to them).
 
 Standardized batch (what `vlajax.data.loader.DataLoader` yields; B = global batch, T = observation
 history `window`, H = action `horizon`, A = `action_dim`, P = `proprio_dim`; all JAX arrays sharded

@@ -34,6 +34,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.goal_relabel = "none"          # "none" | "last" | "uniform": adds observation.image_goal
   c.normalization = "normal"       # "normal" (z-score) | "bounds" (q01/q99 -> [-1, 1]) | "none"
   c.stats_dir = ""                 # where statistics are cached (default: the run directory)
+  # A record that does not read (truncated / corrupted shard) or decode: "raise" an error naming
+  # dataset, split, shard, record and feature, or "skip" it (logged, counted in the loader's
+  # `corruption_report()` / `metrics()`). See `vlajax.data.corruption`.
+  c.on_corrupt = "raise"
   # Frame transforms.
   c.image_size = (224, 224)
   c.augment = True                 # training only
@@ -57,6 +61,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.vl_data_dir = ""
   c.vl_split = "train"
   c.vl_ratio = 0.0                 # fraction of examples drawn from the VL data
+  # LeRobot v3 datasets (parquet + mp4, `vlajax.data.lerobot`), mixed like the RLDS ones: a name in
+  # `weights` is read as LeRobot when `lerobot_dirs.<name>` gives its directory (or the directory
+  # passed for it, or `<data_root>/<name>`, holds meta/info.json). Its cameras are chosen by feature
+  # name unless `lerobot_cameras.<name> = ("observation.images.top", "observation.images.wrist")`.
+  c.lerobot_dirs = ml_collections.ConfigDict()     # dataset name -> LeRobot dataset directory
+  c.lerobot_cameras = ml_collections.ConfigDict()  # dataset name -> (primary, wrist or "") features
+  c.lerobot_stats = "dataset"      # "dataset": its meta/stats.json | "computed": ours over the split
   return c
 
 

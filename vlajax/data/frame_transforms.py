@@ -14,6 +14,8 @@ import dataclasses
 
 import tensorflow as tf
 
+from vlajax.data import corruption
+
 
 @dataclasses.dataclass(frozen=True)
 class Augment:
@@ -99,10 +101,12 @@ def apply(frame: dict, size: tuple[int, int], seed: tf.Tensor | None,
     cam_seed = None
     if params is not None:
       cam_seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), i)
-    images, present = decode_resize(frame[f"image_{camera}"], size, cam_seed, params)
+    with corruption.decoding(f"image_{camera}"):   # names the camera in eager re-runs
+      images, present = decode_resize(frame[f"image_{camera}"], size, cam_seed, params)
     frame[f"image_{camera}"] = images
     masks[camera] = present & frame["timestep_pad_mask"]
   if "image_goal" in frame:                      # goal images are not augmented
-    frame["image_goal"], masks["goal"] = decode_resize(frame["image_goal"], size)
+    with corruption.decoding("image_goal"):
+      frame["image_goal"], masks["goal"] = decode_resize(frame["image_goal"], size)
   frame["image_mask"] = masks
   return frame

@@ -10,6 +10,10 @@ Determinism and resumption without saving buffers:
 - Frame transforms draw their augmentation from (seed, process, i).
 So the position {example_index, per-stream (block, frame)} - a dict of ints - determines everything
 that follows; resuming re-reads only the current block of each stream.
+
+Records that do not read or decode go through the stream's `corruption.RecordGuard` (an error that
+names them, or skipped and counted); every frame carries `_origin` (shard, record) so that a frame
+whose image fails to decode after mixing can be traced (`DataLoader`) and its record excluded.
 """
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from vlajax.data import frame_transforms, normalization, oxe_registry, rlds, traj_transforms
+from vlajax.data import (corruption, frame_transforms, normalization, oxe_registry, rlds,
+                         traj_transforms)
 
 INT64_MAX = np.iinfo(np.int64).max
 
@@ -34,6 +39,8 @@ class Stream:
   windows: np.ndarray                                    # int64[N, 3] (see RldsSource.windows)
   to_frames: Callable[[tf.Tensor], dict]                  # serialized episode -> frames [N, ...]
   weight: float
+  guard: corruption.RecordGuard | None = None            # None: read errors propagate as they are
+  excluded: set = dataclasses.field(default_factory=set)  # (shard, record)s whose frames are dropped
 
 
 def _seed(*parts: int) -> tf.Tensor:
@@ -102,21 +109,35 @@ def vl_frames_fn(dataset_id: int, source: rlds.RldsSource, cfg) -> Callable[[tf.
   return fn
 
 
-def compute_stats(name: str, source: rlds.RldsSource) -> dict:
-  """Action and proprio statistics of one dataset split (every episode, standardized)."""
+def compute_stats(name: str, source: rlds.RldsSource, episodes_per_window: int = 64,
+                  guard: corruption.RecordGuard | None = None) -> dict:
+  """Action and proprio statistics of one dataset split (every episode, standardized).
+
+  With a `guard`, an episode that does not read or decode raises `CorruptDataError` naming it, or
+  (on_corrupt "skip") is left out and counted; the loader passes its `episodes_per_window`, so the
+  records skipped here are the ones its reads skip (a bad record drops the rest of its window).
+  """
   spec = oxe_registry.spec(name)
 
   def pick(ep):
     traj = oxe_registry.standardize(name, source.parse_episode(ep))
     return traj["action"], traj["proprio"]
 
-  windows = source.windows(64)
-  ds = source.read_windows(tf.constant(windows)).map(pick, num_parallel_calls=tf.data.AUTOTUNE)
+  windows = source.windows(episodes_per_window)
+  ds = corruption.map_windows(source, windows, pick, guard, tf.data.AUTOTUNE)
   actions, proprios, episodes = [], [], 0
-  for action, proprio in ds.as_numpy_iterator():
-    actions.append(action)
-    proprios.append(proprio)
-    episodes += 1
+  try:
+    for (action, proprio), _ in ds.as_numpy_iterator():
+      actions.append(action)
+      proprios.append(proprio)
+      episodes += 1
+  except tf.errors.OpError as e:
+    corruption.raise_from(e, [(guard, pick)])
+    raise
+  if not episodes:
+    raise corruption.CorruptDataError(
+        f"dataset '{name}' split '{source.split}': no episode could be read for statistics "
+        "(all skipped as unreadable or undecodable: see the warnings)", name, source.split)
   stats = {"action": normalization.compute_stats(np.concatenate(actions), episodes)}
   if spec.proprio:
     stats["proprio"] = normalization.compute_stats(np.concatenate(proprios), episodes)
@@ -134,15 +155,16 @@ def stream_dataset(stream: Stream, cfg, stream_index: int, process_index: int,
   n_blocks = math.ceil(n_windows / per_block)
   windows = tf.constant(stream.windows)
   parallel = cfg.num_parallel_calls
+  excluded = (tf.constant(sorted(stream.excluded), tf.int64) if stream.excluded else None)
 
   def block_frames(g):
     epoch, b = g // n_blocks, g % n_blocks
     perm = tf.random.experimental.stateless_shuffle(
         tf.range(n_windows, dtype=tf.int64), _seed(cfg.seed, stream_index, process_index, epoch))
     ids = perm[b * per_block:(b + 1) * per_block]
-    episodes = stream.source.read_windows(tf.gather(windows, ids))
-    frames = episodes.map(stream.to_frames, num_parallel_calls=parallel, deterministic=True)
-    frames = frames.unbatch().batch(cfg.max_block_frames)
+    episodes = corruption.map_windows(stream.source, tf.gather(windows, ids), stream.to_frames,
+                                      stream.guard, parallel)
+    frames = episodes.map(_with_origin).unbatch().batch(cfg.max_block_frames)
 
     def permute(i, chunk):
       seed = _seed(cfg.seed, stream_index, process_index, g, i)
@@ -151,19 +173,32 @@ def stream_dataset(stream: Stream, cfg, stream_index: int, process_index: int,
       return tf.nest.map_structure(lambda x: tf.gather(x, order), chunk)
 
     frames = frames.enumerate().map(permute).unbatch().enumerate()
-    return frames.map(lambda k, f: {**f, "_block": g, "_frame": k})
+    frames = frames.map(lambda k, f: {**f, "_block": g, "_frame": k})
+    if excluded is not None:       # after numbering: positions stay those of the full block
+      frames = frames.filter(lambda f: tf.logical_not(tf.reduce_any(tf.reduce_all(
+          tf.equal(f["_origin"][None], excluded), -1))))
+    return frames
 
   stop = INT64_MAX if num_epochs is None else n_blocks * num_epochs
   blocks = tf.data.Dataset.range(start_block, stop)
   # flat_map keeps block order; the maps inside run in parallel. (A parallel interleave with a huge
   # block_length was tried and can reserve buffers of block_length entries: tens of GB.)
   ds = blocks.flat_map(block_frames)
-  return ds.skip(start_frame).prefetch(cfg.stream_prefetch_frames)
+  if excluded is None:
+    ds = ds.skip(start_frame)
+  else:                            # excluded frames are gone: skip by position, not by count
+    ds = ds.filter(lambda f: (f["_block"] > start_block) | (f["_frame"] >= start_frame))
+  return ds.prefetch(cfg.stream_prefetch_frames)
 
 
-def mixed_dataset(streams: list[Stream], cfg, process_index: int, state: dict, train: bool,
-                  local_batch: int) -> tf.data.Dataset:
-  """Weighted mixture of the streams from `state`, frame transforms, batched (host-local)."""
+def _with_origin(frames: dict, origin: tf.Tensor) -> dict:
+  """Tags an episode's frames [N, ...] with its `_origin` int64[N, 2] (shard, record)."""
+  count = tf.shape(frames["action"])[0]
+  return {**frames, "_origin": tf.tile(origin[None], [count, 1])}
+
+
+def mixed_frames(streams: list[Stream], cfg, process_index: int, state: dict) -> tf.data.Dataset:
+  """(example index i, frame) of the weighted mixture from `state`, before frame transforms."""
   weights = np.asarray([s.weight for s in streams], np.float64)
   if np.any(weights < 0) or weights.sum() <= 0:
     raise ValueError(f"mixture weights must be >= 0 with a positive sum, got "
@@ -181,7 +216,11 @@ def mixed_dataset(streams: list[Stream], cfg, process_index: int, state: dict, t
     return tf.cast(draw[0, 0], tf.int64)
 
   choices = tf.data.Dataset.range(start, INT64_MAX).map(choose)
-  mixed = tf.data.Dataset.choose_from_datasets(datasets, choices)
+  return tf.data.Dataset.choose_from_datasets(datasets, choices).enumerate(start=start)
+
+
+def frame_transform(cfg, process_index: int, train: bool) -> Callable[[tf.Tensor, dict], dict]:
+  """(i, frame) -> frame with decoded, resized (training: augmented) images and `_index` i."""
   params = frame_transforms.Augment(
       crop_scale=tuple(cfg.crop_scale), crop_ratio=tuple(cfg.crop_ratio),
       brightness=cfg.brightness, contrast=tuple(cfg.contrast),
@@ -194,8 +233,15 @@ def mixed_dataset(streams: list[Stream], cfg, process_index: int, state: dict, t
     out["_index"] = i
     return out
 
-  ds = mixed.enumerate(start=start).map(transform, num_parallel_calls=cfg.num_parallel_calls,
-                                        deterministic=True)
+  return transform
+
+
+def mixed_dataset(streams: list[Stream], cfg, process_index: int, state: dict, train: bool,
+                  local_batch: int) -> tf.data.Dataset:
+  """Weighted mixture of the streams from `state`, frame transforms, batched (host-local)."""
+  ds = mixed_frames(streams, cfg, process_index, state).map(
+      frame_transform(cfg, process_index, train), num_parallel_calls=cfg.num_parallel_calls,
+      deterministic=True)
   ds = ds.batch(local_batch, drop_remainder=True).prefetch(cfg.prefetch_batches)
   options = tf.data.Options()
   options.deterministic = True

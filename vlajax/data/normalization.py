@@ -20,6 +20,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from vlajax.core import atomic
+
 EPS = 1e-8
 MODES = ("normal", "bounds", "none")
 
@@ -111,8 +113,5 @@ def load_or_compute(stats_dir: str | None, name: str, identity: Mapping[str, Any
   stats["identity"] = dict(identity)
   if path:
     os.makedirs(stats_dir, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-      json.dump(stats, f, indent=1, default=str)
-    os.replace(tmp, path)
+    atomic.write_json(path, stats, indent=1, default=str)
   return stats

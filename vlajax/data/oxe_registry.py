@@ -24,6 +24,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import tensorflow as tf
 
+from vlajax.data import corruption
+
 # Bumped whenever a transform changes, so cached statistics are recomputed.
 REGISTRY_VERSION = "1"
 
@@ -98,6 +100,21 @@ def _f32(x):
   return tf.cast(x, tf.float32)
 
 
+def _float(steps: Mapping[str, Any], path: str, dataset: str) -> tf.Tensor:
+  """float32[T, ...] of the numeric feature `steps/<path>`; errors name dataset and feature.
+
+  A feature that arrives as string[T] (or [T, 1]) holds each step's values as zlib-compressed
+  float32 bytes (what a reader sees of tfds' `Encoding.ZLIB` tensors when decoding is skipped, and
+  how some conversions store state): it is decompressed to float32[T, n], as tfds would decode it.
+  """
+  x = get(steps, path, dataset)
+  with corruption.decoding(f"steps/{path}"):
+    if x.dtype == tf.string:
+      values = tf.io.decode_raw(tf.io.decode_compressed(x, compression_type="ZLIB"), tf.float32)
+      return tf.reshape(values, [tf.shape(x)[0], -1])
+    return _f32(x)
+
+
 def _col(x):
   x = _f32(x)
   return x[:, None] if x.shape.rank == 1 else x
@@ -105,43 +122,43 @@ def _col(x):
 
 def _rt1_action(name):
   def fn(steps):
-    gripper = relative_to_absolute_gripper(_col(get(steps, "action/gripper_closedness_action",
+    gripper = relative_to_absolute_gripper(_col(_float(steps, "action/gripper_closedness_action",
                                                     name))[:, 0])
-    return tf.concat([_f32(get(steps, "action/world_vector", name)),
-                      _f32(get(steps, "action/rotation_delta", name)), gripper[:, None]], -1)
+    return tf.concat([_float(steps, "action/world_vector", name),
+                      _float(steps, "action/rotation_delta", name), gripper[:, None]], -1)
   return fn
 
 
 def _open_gripper_action(name):
   """bridge (OXE copy) and toto: world_vector, rotation_delta, boolean open_gripper."""
   def fn(steps):
-    return tf.concat([_f32(get(steps, "action/world_vector", name)),
-                      _f32(get(steps, "action/rotation_delta", name)),
-                      _col(get(steps, "action/open_gripper", name))], -1)
+    return tf.concat([_float(steps, "action/world_vector", name),
+                      _float(steps, "action/rotation_delta", name),
+                      _col(_float(steps, "action/open_gripper", name))], -1)
   return fn
 
 
 def _taco_action(steps):
-  rel = _f32(get(steps, "action/rel_actions_world", "taco_play"))
+  rel = _float(steps, "action/rel_actions_world", "taco_play")
   return tf.concat([rel[:, :6], tf.clip_by_value(rel[:, 6:7], 0.0, 1.0)], -1)
 
 
 def _jaco_action(steps):
-  world = _f32(get(steps, "action/world_vector", "jaco_play"))
+  world = _float(steps, "action/world_vector", "jaco_play")
   gripper = relative_to_absolute_gripper(
-      _col(get(steps, "action/gripper_closedness_action", "jaco_play"))[:, 0])
+      _col(_float(steps, "action/gripper_closedness_action", "jaco_play"))[:, 0])
   return tf.concat([world, tf.zeros_like(world), gripper[:, None]], -1)
 
 
 def _language_table_action(steps):
-  xy = _f32(get(steps, "action", "language_table"))
+  xy = _float(steps, "action", "language_table")
   return tf.concat([xy, tf.zeros_like(xy[:, :1]) * tf.ones([1, 5])], -1)
 
 
 def _flat_action(name, gripper: str):
   """Flat float[7] actions; `gripper`: "close" (1 = close), "close_pm1" (+1 close / -1 open)."""
   def fn(steps):
-    action = _f32(get(steps, "action", name))
+    action = _float(steps, "action", name)
     g = action[:, 6:7]
     if gripper == "close_pm1":
       g = tf.clip_by_value(g, 0.0, 1.0)
@@ -233,7 +250,7 @@ def register_generic(name: str, primary_image: str | None = "image",
   proprio = ((state_key, 0, state_dim),) if state_key and state_dim else ()
   return register(DatasetSpec(
       name=name, primary_image=primary_image, wrist_image=wrist_image, proprio=proprio,
-      action_fn=lambda steps: _f32(get(steps, "action", name)), action_space=action_space,
+      action_fn=lambda steps: _float(steps, "action", name), action_space=action_space,
       action_mask=(True,) * action_dim, normalize_action=tuple(normalize),
       instruction=instruction))
 
@@ -247,7 +264,7 @@ def standardize(name: str, episode: Mapping[str, Any]) -> dict[str, tf.Tensor]:
   out = {}
   for camera, key in (("image_primary", s.primary_image), ("image_wrist", s.wrist_image)):
     out[camera] = get(steps, f"observation/{key}", name) if key else empty
-  pieces = [_col(get(steps, f"observation/{key}", name))[:, start:stop]
+  pieces = [_col(_float(steps, f"observation/{key}", name))[:, start:stop]
             for key, start, stop in s.proprio]
   out["proprio"] = tf.concat(pieces, -1) if pieces else tf.zeros([length, 0])
   action = s.action_fn(steps)

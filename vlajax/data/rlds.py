@@ -8,7 +8,8 @@ hosts (`window_index % process_count == process_index`) is file-local, disjoint 
 
 `parse_episode` turns one serialized episode into `{"steps": {key: Tensor[T, ...]}, ...}` with images
 left encoded (decoded later, after shuffling and mixing) and tfds zlib/bytes-encoded tensors decoded
-(the kuka proprioception is stored that way).
+(the kuka proprioception is stored that way). Records that do not read or decode are named or
+skipped by `vlajax.data.corruption` (`episodes(guard=...)`).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from vlajax.data import corruption
 
 
 def resolve_dataset_dir(path_or_root: str, name: str | None = None) -> str:
@@ -82,13 +85,12 @@ class RldsSource:
 
   def read_windows(self, windows: tf.Tensor) -> tf.data.Dataset:
     """Serialized episodes of the given windows (int64[N, 3]), in order."""
-    files = tf.constant(self.files)
+    return tf.data.Dataset.from_tensor_slices(windows).flat_map(self.read_window)
 
-    def read(window):
-      records = tf.data.TFRecordDataset(files[window[0]])
-      return records.skip(window[1]).take(window[2])
-
-    return tf.data.Dataset.from_tensor_slices(windows).flat_map(read)
+  def read_window(self, window: tf.Tensor) -> tf.data.Dataset:
+    """Serialized episodes of one window (int64[3]: file index, first episode, count)."""
+    records = tf.data.TFRecordDataset(tf.constant(self.files)[window[0]])
+    return records.skip(window[1]).take(window[2])
 
   def parse_episode(self, serialized: tf.Tensor) -> dict[str, Any]:
     """`{"steps": {key: Tensor[T, ...]}, <episode fields>}`; images stay encoded bytes."""
@@ -98,28 +100,40 @@ class RldsSource:
     episode["steps"] = _decode_encoded_tensors(episode["steps"], self.features["steps"].feature)
     return episode
 
-  def episodes(self, episodes_per_window: int = 16) -> tf.data.Dataset:
-    """Every episode of the split, parsed, in file order (for statistics and inspection)."""
-    windows = self.windows(episodes_per_window)
-    return self.read_windows(tf.constant(windows)).map(self.parse_episode)
+  def episodes(self, episodes_per_window: int = 16,
+               guard: corruption.RecordGuard | None = None) -> tf.data.Dataset:
+    """Every episode of the split, parsed, in file order (for statistics and inspection).
+
+    With a `guard`, episodes that do not read or parse raise its error or are skipped and counted.
+    """
+    windows = tf.constant(self.windows(episodes_per_window))
+    if guard is None:
+      return self.read_windows(windows).map(self.parse_episode)
+    return corruption.map_windows(self, windows, self.parse_episode, guard).map(
+        lambda episode, origin: episode)
 
 
-def _decode_encoded_tensors(steps, feature):
-  """Decodes tfds Tensor features stored compressed (zlib / gzip / raw bytes) in a steps dict."""
+def _decode_encoded_tensors(steps, feature, path: str = "steps"):
+  """Decodes tfds Tensor features stored compressed (zlib / gzip / raw bytes) in a steps dict.
+
+  With decoding skipped a feature of `Tensor(..., encoding=ZLIB | BYTES)` arrives as string[T] of
+  (compressed) raw bytes: it becomes dtype[T, *shape], as tfds decodes it. A feature that arrives
+  decoded already is returned as is. Errors name the feature (`corruption.decoding`).
+  """
   if isinstance(feature, tfds.features.FeaturesDict):
-    return {k: _decode_encoded_tensors(steps[k], feature[k]) if k in feature else steps[k]
-            for k in steps}
+    return {k: _decode_encoded_tensors(steps[k], feature[k], f"{path}/{k}") if k in feature
+            else steps[k] for k in steps}
   if isinstance(feature, tfds.features.Tensor) and not isinstance(
       feature, (tfds.features.Image, tfds.features.Text)):
     encoding = getattr(feature, "_encoding", tfds.features.Encoding.NONE)
     if encoding != tfds.features.Encoding.NONE and steps.dtype == tf.string:
       compression = {"zlib": "ZLIB", "gzip": "GZIP"}.get(str(getattr(encoding, "value", "")), "")
-      shape = tuple(feature.shape)
+      shape = [-1 if d is None else int(d) for d in feature.shape]
       dtype = tf.as_dtype(feature.dtype)
-
-      def decode_one(blob):
-        raw = tf.io.decode_compressed(blob, compression_type=compression) if compression else blob
-        return tf.reshape(tf.io.decode_raw(raw, dtype), shape)
-
-      return tf.map_fn(decode_one, steps, fn_output_signature=tf.TensorSpec(shape, dtype))
+      raw_dtype = tf.int64 if dtype == tf.uint64 else dtype  # tfds stores uint64 as int64 bytes
+      with corruption.decoding(path):
+        raw = tf.io.decode_compressed(steps, compression_type=compression) if compression else steps
+        values = tf.io.decode_raw(raw, raw_dtype)             # [T, n] (every step's n is equal)
+        values = tf.bitcast(values, tf.uint64) if dtype == tf.uint64 else values
+        return tf.reshape(values, [tf.shape(steps)[0], *shape])
   return steps

@@ -1,6 +1,6 @@
 """MJX environments: Playground-shaped API, registry, wrappers, domain randomization, brax adapter."""
 from vlajax.envs.base import Env, State
-from vlajax.envs.registry import default_config, make, names, register
+from vlajax.envs.registry import default_adr_config, default_config, make, names, register
 from vlajax.envs.wrappers import wrap_for_training
 
 

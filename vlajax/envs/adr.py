@@ -12,6 +12,14 @@ Pure functions on a `flax.struct` state, so the learner can keep it in its train
 A learner wires it in with two calls: `adr.initial_state(adr_config, env)` when it builds its
 train state, and `adr.advance(...)` at the end of each (jitted) iteration.
 
+This module is the mechanism only. Which fields adapt, how far and how fast is the env's: a
+`base.Randomized` env's classmethod `default_adr_config()` gives per-field `bounds` and `steps`
+(`locomotion/randomization.py`, `manipulation/randomization.py`), and a config section's own
+`bounds` / `steps` override them field by field (`env_limits`). ADR starts from the env config's DR
+ranges (`initial_ranges="config"`) or from the un-randomized env's (`"nominal"`, the env's
+`nominal_dr_ranges()`); the envs' first episodes, drawn before the learner writes the ADR ranges
+into their states, come from the config's ranges either way.
+
 Rule, per field with a step size s > 0: when performance >= high_threshold the range widens by s on
 each side; when performance < low_threshold it narrows by s on each side; otherwise it stays. A range
 never leaves its bounds and never becomes narrower than its nominal range (by default the initial
@@ -27,7 +35,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import struct
 
-from vlajax.envs.base import supports_dr
+from vlajax.envs.base import Randomized, supports_dr
 
 Ranges = dict[str, jax.Array]  # field -> f32[2, ...] (low, high)
 
@@ -48,27 +56,23 @@ class ADRState:
   num_shrunk: jax.Array    # i32[]: updates that shrank
 
 
+INITIAL_RANGES = ("config", "nominal")
+
+
 def default_config() -> ml_collections.ConfigDict:
-  """ADR settings for `quadruped_joystick` (a learner-config section). `performance` is whatever
-  scalar the learner passes to `update` (for the joystick: mean per-step `tracking_lin_vel`)."""
+  """The generic ADR settings (a learner-config section). `performance` is whatever scalar the
+  learner passes to `update` (e.g. the mean per-step `reward/tracking_lin_vel` of the joystick or
+  `success` of an arm task). `bounds` / `steps` ({field: (low, high)} / {field: s}) override the
+  env's `default_adr_config()` per field; empty, the env's apply (`experiments/configs/rl_base.py`
+  fills them with the env's, so that each shows in the run's config and can be set on the command
+  line). `initial_ranges`: "config" or "nominal" (module docstring)."""
   return ml_collections.ConfigDict({
       "enabled": False,
       "low_threshold": 0.4,
       "high_threshold": 0.7,
-      "bounds": {
-          "floor_friction": (0.1, 1.5), "link_mass_scale": (0.5, 1.5),
-          "torso_mass_offset": (-2.0, 3.0), "torso_com_offset": (-0.1, 0.1),
-          "joint_damping_scale": (0.5, 2.0), "armature_scale": (0.8, 1.5),
-          "frictionloss_scale": (0.5, 2.0), "kp_scale": (0.5, 1.5),
-          "action_latency": (0.0, 3.0), "joint_pos_noise": (0.0, 0.02),
-          "push_velocity": (0.0, 1.5),
-      },
-      "steps": {
-          "floor_friction": 0.05, "link_mass_scale": 0.02, "torso_mass_offset": 0.2,
-          "torso_com_offset": 0.005, "joint_damping_scale": 0.05, "armature_scale": 0.02,
-          "frictionloss_scale": 0.05, "kp_scale": 0.02, "action_latency": 1.0,
-          "joint_pos_noise": 0.001, "push_velocity": 0.1,
-      },
+      "initial_ranges": "config",
+      "bounds": {},
+      "steps": {},
   })
 
 
@@ -114,12 +118,33 @@ def init(initial: Mapping[str, jax.Array], bounds: Mapping[str, tuple[float, flo
                   num_widened=jnp.zeros((), jnp.int32), num_shrunk=jnp.zeros((), jnp.int32))
 
 
-def from_config(cfg: ml_collections.ConfigDict, initial: Mapping[str, jax.Array],
-                nominal: Mapping[str, jax.Array] | None = None) -> ADRState:
-  """`init` from a `default_config()`-shaped section."""
-  return init(initial, bounds={k: tuple(v) for k, v in cfg.bounds.items()},
-              steps=dict(cfg.steps), low_threshold=cfg.low_threshold,
-              high_threshold=cfg.high_threshold, nominal=nominal)
+def env_limits(cfg: ml_collections.ConfigDict, env: Randomized
+               ) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+  """`(bounds, steps)`: the env's `default_adr_config()`, updated field by field by the section's
+  own `bounds` / `steps`."""
+  defaults = env.default_adr_config()
+  bounds = {k: tuple(v) for k, v in defaults.bounds.items()}
+  bounds.update({k: tuple(v) for k, v in cfg.bounds.items()})
+  steps = {k: float(v) for k, v in defaults.steps.items()}
+  steps.update({k: float(v) for k, v in cfg.steps.items()})
+  return bounds, steps
+
+
+def for_env(cfg: ml_collections.ConfigDict, env) -> ADRState:
+  """The ADR state for `env` (a `base.Randomized` env, or a wrapper of one) under a
+  `default_config()`-shaped section: its `initial_ranges`, the env's limits (`env_limits`) and the
+  section's thresholds, whether or not the section is enabled. Built eagerly: the ranges are
+  validated with concrete values."""
+  if not supports_dr(env):
+    raise ValueError(f"ADR needs domain randomization, but {type(env).__name__} has no domain "
+                     "randomization")
+  start = cfg.get("initial_ranges", "config")
+  if start not in INITIAL_RANGES:
+    raise ValueError(f"adr.initial_ranges must be one of {INITIAL_RANGES}, got {start!r}")
+  initial = env.default_dr_ranges() if start == "config" else env.nominal_dr_ranges()
+  bounds, steps = env_limits(cfg, env)
+  return init(initial, bounds=bounds, steps=steps, low_threshold=cfg.low_threshold,
+              high_threshold=cfg.high_threshold)
 
 
 def update(state: ADRState, performance: jax.Array) -> ADRState:
@@ -172,8 +197,7 @@ def as_metrics(state: ADRState) -> dict[str, jax.Array]:
 
 def initial_state(cfg: ml_collections.ConfigDict | None, env) -> ADRState | None:
   """The ADR state a learner starts from for an `adr` config section (`default_config()` plus
-  `performance_metric`), or None when `cfg` is None or not enabled. Built eagerly: the ranges are
-  validated with concrete values."""
+  `performance_metric`; `for_env`), or None when `cfg` is None or not enabled."""
   if cfg is None or not cfg.enabled:
     return None
   if not supports_dr(env):
@@ -181,7 +205,7 @@ def initial_state(cfg: ml_collections.ConfigDict | None, env) -> ADRState | None
   if not cfg.get("performance_metric"):
     raise ValueError("adr.performance_metric must name an env metric (e.g. "
                      "'reward/tracking_lin_vel') when adr.enabled is set")
-  return from_config(cfg, env.default_dr_ranges())
+  return for_env(cfg, env)
 
 
 def advance(state: ADRState, env_state, env_metrics: Mapping[str, jax.Array],

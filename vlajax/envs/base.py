@@ -12,8 +12,10 @@ Physics runs on the backend `config.impl` names, "jax" (default) or "warp" (see
 `make_data`). Envs build their initial `mjx.Data` with `self.make_data()`.
 
 Domain randomization (DR): an env that draws DR parameters per episode implements the `Randomized`
-protocol (`default_dr_ranges()`, `reset(rng, dr_ranges=None)`; `supports_dr(env)` tells); one whose
-model-level draws can also run as brax's `randomization_fn` implements `BraxRandomized`.
+protocol (`default_dr_ranges()`, `nominal_dr_ranges()`, `reset(rng, dr_ranges=None)`, and the
+classmethod `default_adr_config()` with the bounds and step sizes automatic DR uses for its fields,
+`vlajax.envs.adr`; `supports_dr(env)` tells); one whose model-level draws can also run as brax's
+`randomization_fn` implements `BraxRandomized`.
 """
 from __future__ import annotations
 
@@ -50,6 +52,16 @@ class Randomized(Protocol):
 
   def default_dr_ranges(self) -> dict[str, jax.Array]:
     """The config's DR ranges, `{field: f32[2, ...]}`."""
+
+  def nominal_dr_ranges(self) -> dict[str, jax.Array]:
+    """Ranges, `{field: f32[2, ...]}`, whose draws reproduce the un-randomized env (scales 1,
+    offsets 0, nominal frictions); what ADR never narrows below when it starts from them."""
+
+  @classmethod
+  def default_adr_config(cls) -> ml_collections.ConfigDict:
+    """The env's part of an ADR section (`vlajax.envs.adr`): `bounds` `{field: (low, high)}`, the
+    widest range ADR may reach, and `steps` `{field: s}`, how far one update moves each end.
+    Fields left out keep their starting range."""
 
   def reset(self, rng: jax.Array, dr_ranges: dict[str, jax.Array] | None = None) -> State:
     """A fresh state whose DR draw comes from `dr_ranges` (default: `default_dr_ranges()`)."""

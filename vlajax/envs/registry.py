@@ -12,6 +12,7 @@ from typing import Any
 import ml_collections
 
 from vlajax.core.config import apply_overrides
+from vlajax.envs.base import Randomized
 
 # name -> "module:Class"; imported lazily so `make("cartpole")` does not build every env.
 _ENVS: dict[str, str] = {
@@ -50,6 +51,15 @@ def env_class(name: str):
 def default_config(name: str) -> ml_collections.ConfigDict:
   cls = env_class(name)
   return apply_overrides(cls.default_config(), _PRESETS.get(name, {}), where=f"env '{name}' config")
+
+
+def default_adr_config(name: str) -> ml_collections.ConfigDict:
+  """Env `name`'s automatic-DR `bounds` and `steps` (`base.Randomized.default_adr_config`; empty for
+  an env without domain randomization, whose ranges ADR cannot change)."""
+  cls = env_class(name)
+  if not issubclass(cls, Randomized):
+    return ml_collections.ConfigDict({"bounds": {}, "steps": {}})
+  return cls.default_adr_config()
 
 
 def make(name: str, config: ml_collections.ConfigDict | None = None, **overrides):

@@ -18,6 +18,7 @@ import time
 import ml_collections
 
 from vlajax import envs
+from vlajax.core import atomic
 from vlajax.eval import closed_loop, policies, report as report_lib, video
 
 RUN_KINDS = ("ppo", "sac", "tdmpc")
@@ -97,22 +98,21 @@ def _progress(label: str):
 def _evaluate_served(env, env_name: str, policy_config, config, out: pathlib.Path) -> dict:
   """A policy served at `policy_config.path` (host:port), through the bridge on the env's
   native-MuJoCo twin (`eval.served`); no videos (the twin's episodes are not recorded)."""
-  from vlajax.bridge.executor import planner_from_client  # pylint: disable=import-outside-toplevel
   from vlajax.eval import served  # pylint: disable=import-outside-toplevel
   with _connect(policy_config.path) as client:
-    meta = client.metadata
-    actions = meta.get("action_spec", {}).get("actions", {}).get("shape", [0, 0])
-    if int(actions[-1]) != env.action_size:
-      raise ValueError(f"served policy {meta.get('model_id')!r} at {policy_config.path} has "
-                       f"action size {actions[-1]}; env '{env_name}' takes {env.action_size}")
-    chunk = int(meta.get("chunk_length", 1))
+    planner, info = policies.served_policy(client)
+    if info["action_size"] != env.action_size:
+      raise ValueError(f"served policy {info['model_id']!r} at {policy_config.path} has "
+                       f"action size {info['action_size']}; env '{env_name}' takes "
+                       f"{env.action_size}")
+    chunk = info["action_horizon"]
     execute = policy_config.get("execute") or chunk
     execution = served.ExecutionConfig.execute_k_of_h(chunk, execute)
     episodes, bridge = served.evaluate_served(
-        env, planner_from_client(client), config.seed, config.num_episodes,
+        env, planner, config.seed, config.num_episodes,
         config.episode_length or None, execution=execution, progress=_progress("remote"))
   result = report_lib.build(episodes, env_name=env_name, seed=config.seed, policy={
-      "kind": "remote", "path": policy_config.path, "model_id": meta.get("model_id")})
+      "kind": "remote", "path": policy_config.path, "model_id": info["model_id"]})
   result["bridge"] = bridge
   report_lib.write(result, out)
   return result
@@ -195,5 +195,5 @@ def run(config: ml_collections.ConfigDict) -> dict:
     other = _evaluate_one(env, env_name, config.compare, config, out / "b", has_success)
     result["comparison"] = report_lib.compare(result, other)
     (out / "comparison.md").parent.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.md").write_text(result["comparison"]["verdict"] + "\n", encoding="utf-8")
+    atomic.write_text(out / "comparison.md", result["comparison"]["verdict"] + "\n")
   return result

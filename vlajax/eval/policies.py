@@ -1,14 +1,32 @@
 """Policies for closed-loop evaluation, one loader convention for every kind.
 
+Every policy loader of the project returns `(policy, info)` (`rl.ppo/sac/tdmpc.load_policy`,
+`imitation.policy.load_policy`, `vla.load_policy` / `load_batched_policy`,
+`envs.manipulation.experts.load_policy`, `served_policy` here for a policy behind the bridge), and
+`info` has these keys (`INFO_KEYS`; `load` fills the ones a loader cannot know from the env):
+
+  action_size       int: the size A of one action (the env's action size).
+  action_horizon    int: the chunk length H, actions predicted per decision (1: one action).
+  control_hz        float: decisions per second the policy was trained for (the env's control
+                    rate; an RL run with action repeat r: that over r).
+  obs_key           str | None: the observation entry the policy reads; None when it reads several
+                    (cameras and state) or the whole privileged state, which its kind checks itself.
+  observation_size  dict: name -> shape of the observations it was built for.
+
+Loaders may add their own keys (`config`, `step`, `action_repeat`, `cameras`, `image_size`, ...;
+the VLA's also `action_dim` = action_size and `chunk_length` = action_horizon, its wire names).
+
 `load(kind, env, path=..., ...)` returns an `EvalPolicy`: `act(carry, obs, rng) -> (action f32[B, A],
 carry)` (the `vlajax.envs.rollout` protocol), `init_carry(num_envs)`, the `observe` it needs (the
 observation dict, or the whole env state for scripted experts) and `info` (the loader's info plus
-`kind`). Kinds:
+`kind`). Kinds (`KINDS`):
 
-  ppo, sac  the run directory's deterministic policy (`rl.ppo.load_policy`, `rl.sac.load_policy`).
+  ppo, sac  the run directory's deterministic policy (`rl.ppo.load_policy`, `rl.sac.load_policy`);
+            a run trained with action repeat r decides every r env steps and holds its action.
   tdmpc     MPPI over the learned model, warm-started from the previous control step's plan, which
-            the carry holds per env (`plan=False`: the prior's mode, no carry).
-  scripted  the env's scripted expert (`envs.manipulation.experts`), reading the privileged state.
+            the carry holds per env (`plan=False`: the prior's mode, no carry); action repeat as ppo.
+  scripted  the env's scripted expert (`envs.manipulation.experts.load_policy`), reading the
+            privileged state.
   random    uniform actions in [-1, 1] (a floor for success rates).
   chunk     a `train_policy` run (an action head: `imitation.policy.load_policy`): its cameras
             rendered at its image size, `obs["state"][:proprio_dim]` as the proprioception, the
@@ -21,7 +39,12 @@ observation dict, or the whole env state for scripted experts) and `info` (the l
             instruction (language envs; else `prompt`) tokenized once per instruction table;
             executes the first `execute` actions of each chunk (default all) and replans, as
             `policies.chunking.replan_every_k`.
+  remote    a policy served at `path` = host:port (`experiments.serve_policy`): not a jitted
+            rollout but the deployment path, `eval.served.evaluate_served` on the arm task's
+            native-MuJoCo twin (the eval job's `policy.kind=remote`); `served_policy(client)` is
+            its `(planner, info)`. `load` refuses it with an error that says so.
 
+Chunks run through `policies.chunking` (`policies.execution`'s maths, the bridge executor's).
 Every kind is checked against the env: a policy whose action size is not the env's, or whose
 observation key the env does not have, is a ValueError naming both.
 """
@@ -35,7 +58,8 @@ import jax.numpy as jnp
 
 from vlajax.envs import rollout as rollout_lib
 
-KINDS = ("ppo", "sac", "tdmpc", "scripted", "random", "vla", "chunk")
+KINDS = ("ppo", "sac", "tdmpc", "scripted", "random", "vla", "chunk", "remote")
+INFO_KEYS = ("action_size", "action_horizon", "control_hz", "obs_key", "observation_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,8 +148,8 @@ def _vla(env, path, step, execute: int | None, prompt: str) -> EvalPolicy:
   horizon = int(info["action_horizon"])
   act, init = chunking.replan_every_k(chunks, horizon, execute or horizon)
   info = {k: v for k, v in info.items() if k != "prompt_tokens"}
-  info.update(action_size=info["action_dim"], obs_key=None, execute=execute or horizon)
-  return EvalPolicy(act, lambda n: init(n, int(info["action_dim"])), rollout_lib.full_state, info,
+  info.update(obs_key=None, execute=execute or horizon)
+  return EvalPolicy(act, lambda n: init(n, int(info["action_size"])), rollout_lib.full_state, info,
                     cameras=tuple(info["cameras"]), image_size=int(info["image_size"]))
 
 
@@ -193,6 +217,10 @@ def load(kind: str, env, path: str | None = None, step: int | None = None, *, pl
   `plan`, `seed`: tdmpc's; `execute`, `prompt`: vla's."""
   if kind not in KINDS:
     raise ValueError(f"policy kind '{kind}' unknown (use one of {KINDS})")
+  if kind == "remote":
+    raise ValueError("policy kind 'remote' is evaluated through the bridge, not loaded in process: "
+                     "eval.served.evaluate_served with eval.policies.served_policy(client), or the "
+                     "eval job with policy.kind=remote and policy.path=host:port")
   if kind in ("ppo", "sac"):
     policy, info = _from_run(kind, path, step)
     result = EvalPolicy(rollout_lib.stateless(policy), _no_carry, lambda state: state.obs, info)
@@ -204,8 +232,8 @@ def load(kind: str, env, path: str | None = None, step: int | None = None, *, pl
     result = _chunk(env, path, step, execute, ensemble)
   elif kind == "scripted":
     from vlajax.envs.manipulation import experts  # pylint: disable=import-outside-toplevel
-    expert = jax.vmap(experts.make_expert(env))
-    info = {"action_size": env.action_size, "obs_key": None}
+    expert, info = experts.load_policy(env)
+    expert = jax.vmap(expert)
     result = EvalPolicy(lambda carry, state, rng: (expert(state), carry), _no_carry,
                         rollout_lib.full_state, info)
   else:   # random
@@ -215,6 +243,48 @@ def load(kind: str, env, path: str | None = None, step: int | None = None, *, pl
       batch = jax.tree.leaves(obs)[0].shape[0]
       return jax.random.uniform(rng, (batch, size), minval=-1.0, maxval=1.0), carry
     result = EvalPolicy(act, _no_carry, lambda state: state.obs,
-                        {"action_size": size, "obs_key": None})
+                        {"action_size": size, "action_horizon": 1, "obs_key": None})
   _check_fits(env, result.info, kind, path)
-  return dataclasses.replace(result, info=dict(result.info, kind=kind))
+  if int(result.info.get("action_repeat", 1)) > 1:
+    result = _held(result, int(result.info["action_repeat"]))
+  # The keys every loader shares: a loader that cannot know them runs at the env's rate on its
+  # observations (demos and VLA runs are recorded in the env they are evaluated in).
+  info = dict(result.info, kind=kind)
+  info.setdefault("control_hz", 1.0 / float(env.dt))
+  info.setdefault("observation_size", dict(env.observation_size))
+  return dataclasses.replace(result, info=info)
+
+
+def _held(policy: EvalPolicy, repeat: int) -> EvalPolicy:
+  """`policy` deciding every `repeat` env steps and holding its action in between (an RL run
+  trained with action repeat: it saw every `repeat`-th observation)."""
+  size = int(policy.info["action_size"])
+
+  def act(carry, obs, rng):
+    inner, held, index = carry
+    action, inner = jax.lax.cond(index % repeat == 0, lambda: policy.act(inner, obs, rng),
+                                 lambda: (held, inner))
+    return action, (inner, action, index + 1)
+
+  def init_carry(num_envs: int):
+    return (policy.init_carry(num_envs), jnp.zeros((num_envs, size), jnp.float32),
+            jnp.zeros((), jnp.int32))
+  return dataclasses.replace(policy, act=act, init_carry=init_carry)
+
+
+def served_policy(client) -> tuple[Callable, dict]:
+  """A policy served over the bridge (kind `remote`) as a loader's `(planner, info)`: `planner`
+  (observation dict -> chunk f32[H, A], `bridge.executor.planner_from_client`) and `info` with
+  `INFO_KEYS` from the server's metadata (plus `observation_spec` in wire form, `model_id`,
+  `env_name`). `client`: a connected `bridge.client.PolicyClient`."""
+  from vlajax.bridge.executor import planner_from_client  # pylint: disable=import-outside-toplevel
+  meta = client.metadata
+  shape = meta.get("action_spec", {}).get("actions", {}).get("shape", [0, 0])
+  spec = meta.get("observation_spec", {})
+  info = {"action_size": int(shape[-1]), "action_horizon": int(meta.get("chunk_length", 1)),
+          "control_hz": float(meta.get("control_hz", 0.0)), "obs_key": None,
+          "observation_size": {k: tuple(v["shape"]) for k, v in spec.items()
+                               if isinstance(v, dict) and "shape" in v},
+          "observation_spec": spec, "model_id": meta.get("model_id"),
+          "env_name": str(meta.get("env_name", ""))}
+  return planner_from_client(client), info

@@ -17,12 +17,12 @@ two reports' overall counts (Fisher's exact, one-sided A > B) and says in words 
 """
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Any
 
 import numpy as np
 
+from vlajax.core import atomic
 from vlajax.envs.rollout import Episodes
 from vlajax.eval import stats
 
@@ -131,8 +131,8 @@ def write(report: dict, out_dir: str | pathlib.Path, step: int = 0) -> pathlib.P
   from vlajax.core import metrics  # pylint: disable=import-outside-toplevel
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  (out / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-  (out / "report.md").write_text(markdown(report), encoding="utf-8")
+  atomic.write_json(out / "report.json", report, indent=1)
+  atomic.write_text(out / "report.md", markdown(report))
   writer = metrics.MetricWriter(out, enabled=True, stream=None)
   writer.write(step, scalars(report))
   writer.close()

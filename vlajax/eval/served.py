@@ -16,6 +16,15 @@ rollout, by design: MuJoCo's C physics on the nominal model (no DR; `overrides` 
 gaps), the wire (serialization, the server's queue) and the executor's timing (the observation a
 chunk was planned from is one latency old; `ExecutionConfig`). Returns, lengths and env metrics
 are not measured on the robot (NaN / the episode length / none).
+
+Chunks (`ExecutionConfig.execute_k_of_h(H, K)`, the refill rule of `policies.execution`, which
+the in-process `policies.chunking.replan_every_k` shares): the executor asks for the next chunk
+once K actions of the current one ran, with H - K still queued (a runway of (H - K + 0.5) control
+ticks), and when it arrives e ticks later drops its first e actions (their ticks passed) and lets
+the rest replace the queue. While the latency stays under the runway no tick is held, a chunk
+arrives every K ticks, and every executed action is its chunk's entry for that tick; K + e
+actions of the previous chunk ran meanwhile, where the in-process rollout runs exactly K (e = 0:
+zero latency, the same action sequence).
 """
 from __future__ import annotations
 
@@ -31,6 +40,7 @@ from vlajax.bridge.robots import PhysicsOverrides, make_arm_robot
 from vlajax.bridge.safety import SafetyConfig, SafetyLayer
 from vlajax.envs import rollout as rollout_lib
 from vlajax.eval import closed_loop
+from vlajax.policies import execution
 
 
 @dataclasses.dataclass
@@ -45,13 +55,10 @@ class ExecutionConfig:
   @classmethod
   def execute_k_of_h(cls, chunk_length: int, execute: int, **kwargs) -> "ExecutionConfig":
     """Execute `execute` (K) actions of each H-action chunk, then replace the rest with a new
-    chunk: the executor plans when at most H - K actions are queued, i.e. once K of them ran
-    (refill threshold (H - K + 0.5) / H against its `len(queue) < g * H`; K = H plans when the
-    queue is empty)."""
-    if not 1 <= execute <= chunk_length:
-      raise ValueError(f"execute ({execute}) must be in 1..chunk_length ({chunk_length})")
+    chunk: the refill threshold `policies.execution.refill_threshold(H, K)` (the one that
+    `policies.chunking.replan_every_k` plans by)."""
     return cls(chunk_length=chunk_length,
-               refill_threshold=(chunk_length - execute + 0.5) / chunk_length, **kwargs)
+               refill_threshold=execution.refill_threshold(chunk_length, execute), **kwargs)
 
 
 def evaluate_served(env, planner: Planner, seed: int, num_episodes: int,
@@ -62,8 +69,8 @@ def evaluate_served(env, planner: Planner, seed: int, num_episodes: int,
                     ) -> tuple[rollout_lib.Episodes, dict]:
   """`planner` (observation dict -> action chunk [H, A]) on the twin of the arm task `env` from
   every state of the set `(seed, num_episodes)`. Returns the numpy `Episodes` in set order and the
-  bridge's timing over all episodes (latency p50 / p99 ms, jitter, hold and missed ticks, watchdog
-  stops)."""
+  bridge's timing over all episodes (latency p50 / p99 / max ms, jitter, hold and missed ticks,
+  watchdog stops, chunks received)."""
   execution = execution or ExecutionConfig()
   length = int(episode_length or env.config.episode_length)
   keys = closed_loop.initial_keys(seed, num_episodes)
@@ -74,7 +81,7 @@ def evaluate_served(env, planner: Planner, seed: int, num_episodes: int,
   success = np.zeros(num_episodes, bool)
   time_to_success = np.full(num_episodes, -1, np.int32)
   instruction = np.full(num_episodes, -1, np.int32)
-  latencies, jitters, holds, missed, stops = [], [], 0, 0, 0
+  latencies, jitters, holds, missed, stops, chunks = [], [], 0, 0, 0, 0
   try:
     robot.set_task(reset(keys[0]))
     planner(robot.get_observation())   # a warm-up round trip (the policy's and server's compiles)
@@ -105,6 +112,7 @@ def evaluate_served(env, planner: Planner, seed: int, num_episodes: int,
       holds += stats["hold_ticks"]
       missed += stats["missed_ticks"]
       stops += bool(stats["stopped"])
+      chunks += stats["chunks"]
       if progress is not None:
         progress(i + 1, num_episodes)
   finally:
@@ -113,9 +121,11 @@ def evaluate_served(env, planner: Planner, seed: int, num_episodes: int,
   jitter = np.abs(np.asarray(jitters or [np.nan])) * 1e3
   bridge = {"latency_ms_p50": float(np.median(latency)),
             "latency_ms_p99": float(np.percentile(latency, 99)),
+            "latency_ms_max": float(np.max(latency)),
             "jitter_ms_p50": float(np.median(jitter)),
             "jitter_ms_p99": float(np.percentile(jitter, 99)),
             "hold_ticks": int(holds), "missed_ticks": int(missed), "watchdog_stops": int(stops),
+            "chunks": int(chunks),
             "control_hz": float(hz)}
   episodes = rollout_lib.Episodes(
       success=success, episode_return=np.full(num_episodes, np.nan, np.float32),

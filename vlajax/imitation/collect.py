@@ -54,6 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vlajax.core import atomic
 from vlajax.envs import render as render_lib
 from vlajax.envs import rollout as rollout_lib
 
@@ -292,8 +293,7 @@ def write(episode_iter: Iterable[Mapping[str, Any]], data_dir: str, name: str, e
   if status != "ok":
     raise RuntimeError(f"writing dataset '{name}' under '{data_dir}' failed: {value}")
   info.update(counts, directory=value, **(extra_info() if extra_info is not None else {}))
-  with open(os.path.join(value, INFO_FILE), "w", encoding="utf-8") as f:
-    json.dump(info, f, indent=1)
+  atomic.write_json(os.path.join(value, INFO_FILE), info, indent=1)
   return info
 
 

@@ -6,7 +6,7 @@ flax dataclass with an `iteration` counter. Checkpoints hold the whole state (pa
 optimizer, normalizer, env states, RNG, counters), so a resumed run continues bit for bit.
 
 Run config keys (see `run_config()`): seed, resume, eval_every, num_eval_envs, checkpoint_every,
-keep_checkpoints, log_every.
+keep_checkpoints, log_every, and the metric writers' `loggers` and `wandb` (`metrics.logger_config()`).
 """
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ import numpy as np
 
 from vlajax.core import mesh as mesh_lib
 from vlajax.core.checkpoint import Checkpointer
+from vlajax.core import metrics as metrics_lib
 from vlajax.core.metrics import MetricWriter
 from vlajax.rl import distributions as dist
 from vlajax.rl import running_stats
 
 
 def run_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict({
+  config = ml_collections.ConfigDict({
       "seed": 0,
       "resume": True,           # continue from the newest checkpoint in workdir when there is one
       "eval_every": 10,         # iterations; 0 = only at the end
@@ -38,6 +39,8 @@ def run_config() -> ml_collections.ConfigDict:
       "keep_checkpoints": 3,
       "log_every": 1,
   })
+  config.update(metrics_lib.logger_config())   # loggers ("jsonl,tensorboard"; + "wandb"), wandb
+  return config
 
 
 def state_to_dict(state) -> dict:
@@ -47,19 +50,6 @@ def state_to_dict(state) -> dict:
 
 def state_from_dict(cls, tree: dict):
   return cls(**tree)
-
-
-def _compiled_in_step(fn, name: str, *args):
-  """`fn` compiled ahead of time for `args`, then all processes wait for each other.
-
-  With several processes, the first collective of a program must start on every host within
-  gloo's ~30 s, so hosts that compile at different speeds are lined up first. One process: `fn`.
-  """
-  if jax.process_count() == 1:
-    return fn
-  compiled = fn.lower(*args).compile()
-  mesh_lib.barrier(f"compiled_{name}")
-  return compiled
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -77,15 +67,17 @@ def train(learner, run: ml_collections.ConfigDict, workdir: str | pathlib.Path, 
   workdir = pathlib.Path(workdir)
   checkpointer = Checkpointer(workdir / "checkpoints", max_to_keep=run.keep_checkpoints)
   seed_key = jax.random.PRNGKey(run.seed)
-  state = _compiled_in_step(learner.init, "init", seed_key)(seed_key)
+  state = mesh_lib.compiled_together(learner.init, "init", seed_key)(seed_key)
   cls = type(state)
   if run.resume and checkpointer.latest_step() is not None:
     state = state_from_dict(cls, checkpointer.restore(state_to_dict(state)))
   start = int(jax.device_get(state.iteration))
   steps_per_iteration = learner.env_steps_per_iteration
-  writer = MetricWriter(workdir, total_steps=num_iterations * steps_per_iteration, stream=stream)
+  writer = MetricWriter(workdir, total_steps=num_iterations * steps_per_iteration, stream=stream,
+                        loggers=run.get("loggers"), wandb=run.get("wandb"),
+                        config=(metadata or {}).get("config"))
   eval_key = jax.random.PRNGKey(run.seed + 1)
-  iteration = _compiled_in_step(learner.iteration, "iteration", state)
+  iteration = mesh_lib.compiled_together(learner.iteration, "iteration", state)
   if jax.process_count() > 1:
     compiled_eval = learner.evaluate.lower(state, eval_key, run.num_eval_envs).compile()
     mesh_lib.barrier("compiled_evaluate")
@@ -228,13 +220,24 @@ def validate_batching(section: str, config: ml_collections.ConfigDict, num_devic
                        f"({config.num_envs}): every env column contributes an equal share")
 
 
+def policy_info(env, run_config: dict, step: int, obs_key: str, action_repeat: int = 1) -> dict:
+  """The `info` of an RL loader (the keys every loader shares, `vlajax.eval.policies`): `config`,
+  `step`, `obs_key`, `observation_size`, `action_size`, `action_horizon` (1: one action per
+  decision), `action_repeat` (env steps each action is held, as in training) and `control_hz` (the
+  decision rate, `1 / (env.dt * action_repeat)`)."""
+  return {"config": run_config, "step": step, "obs_key": obs_key,
+          "observation_size": env.observation_size, "action_size": env.action_size,
+          "action_horizon": 1, "action_repeat": int(action_repeat),
+          "control_hz": 1.0 / (float(env.dt) * int(action_repeat))}
+
+
 def deterministic_policy(distribution: Callable, params, stats, normalize: bool, obs_key: str,
-                         env, run_config: dict, step: int, obs_clip: float | None = 10.0):
+                         env, run_config: dict, step: int, obs_clip: float | None = 10.0,
+                         action_repeat: int = 1):
   """A loader's `(policy, info)` for a tanh-Gaussian actor: `policy(obs) -> f32[..., A]` in [-1, 1]
   is the jitted mode `tanh(mean)` of `distribution(params, obs_dict) -> (mean, std)`, with the
   observation normalized by `stats` (clipped to +-`obs_clip`) when `normalize`; it takes the env's observation dict
-  (unbatched or batched) and checks `obs_key` and its shape. `info` holds `config`, `step`,
-  `obs_key`, `observation_size`, `action_size`."""
+  (unbatched or batched) and checks `obs_key` and its shape. `info` is `policy_info`'s."""
   @jax.jit
   def act(obs: jax.Array) -> jax.Array:
     obs = {obs_key: obs}
@@ -246,9 +249,7 @@ def deterministic_policy(distribution: Callable, params, stats, normalize: bool,
   obs_sizes = env.observation_size
   expected = tuple(obs_sizes[obs_key])
   policy = lambda obs: act(checked_observation(obs, obs_key, expected))
-  info = {"config": run_config, "step": step, "obs_key": obs_key,
-          "observation_size": obs_sizes, "action_size": env.action_size}
-  return policy, info
+  return policy, policy_info(env, run_config, step, obs_key, action_repeat)
 
 
 def run_experiment(config: ml_collections.ConfigDict, section: str, make_learner: Callable,
@@ -265,6 +266,7 @@ def run_experiment(config: ml_collections.ConfigDict, section: str, make_learner
   from vlajax import envs  # pylint: disable=import-outside-toplevel
   from vlajax.core.metrics import prepare_run_dir  # pylint: disable=import-outside-toplevel
 
+  metrics_lib.parse_loggers(config.run.get("loggers"))   # a bad name fails before any compile
   hosts = config.distributed
   if hosts.num_processes > 1:
     mesh_lib.initialize_distributed(hosts.coordinator_address, hosts.num_processes,

@@ -482,8 +482,9 @@ def load_policy(path, step: int | None = None):
 
   Returns `(policy, info)`: `policy(obs) -> f32[..., A]` in [-1, 1] is jitted, takes the env's
   observation dict (unbatched or batched) and checks the policy observation's key and shape;
-  `info` holds `config` (the run's config, a dict), `step`, `obs_key`, `observation_size`,
-  `action_size`. Only the policy parameters and the observation normalizer are read.
+  `info` is `loop.policy_info`'s: `config` (the run's config, a dict), `step`, `obs_key`,
+  `observation_size`, `action_size`, `action_horizon`, `action_repeat`, `control_hz`. Only the
+  policy parameters and the observation normalizer are read.
   """
   checkpointer, step, run_config, env, config = loop.open_run(path, "ppo", step)
   networks = Networks(config, env.action_size)
@@ -497,4 +498,5 @@ def load_policy(path, step: int | None = None):
   return loop.deterministic_policy(networks.distribution,
                                   {"policy": restored["params"]["policy"]}, restored["obs_stats"],
                                   config.normalize_observations, obs_key, env, run_config, step,
-                                  obs_clip=config.get("obs_clip", 10.0))
+                                  obs_clip=config.get("obs_clip", 10.0),
+                                  action_repeat=config.get("action_repeat", 1))

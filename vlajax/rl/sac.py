@@ -390,8 +390,9 @@ def load_policy(path, step: int | None = None):
 
   Returns `(policy, info)`: `policy(obs) -> f32[..., A]` in [-1, 1] is jitted, takes the env's
   observation dict (unbatched or batched) and checks the policy observation's key and shape;
-  `info` holds `config` (the run's config, a dict), `step`, `obs_key`, `observation_size`,
-  `action_size`. Only the actor and the observation normalizer are read from the checkpoint.
+  `info` is `loop.policy_info`'s: `config` (the run's config, a dict), `step`, `obs_key`,
+  `observation_size`, `action_size`, `action_horizon`, `action_repeat`, `control_hz`. Only the
+  actor and the observation normalizer are read from the checkpoint.
   """
   checkpointer, step, run_config, env, config = loop.open_run(path, "sac", step)
   networks = Networks(config, env.action_size)
@@ -405,4 +406,5 @@ def load_policy(path, step: int | None = None):
   checkpointer.close()
   return loop.deterministic_policy(networks.distribution, restored["params"]["actor"],
                                   restored["obs_stats"], config.normalize_observations, obs_key,
-                                  env, run_config, step)
+                                  env, run_config, step,
+                                  action_repeat=config.get("action_repeat", 1))

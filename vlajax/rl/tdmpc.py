@@ -643,8 +643,9 @@ def load_policy(path, step: int | None = None, plan: bool = True, seed: int = 0)
   """The policy of a TD-MPC run directory (or its `checkpoints/`) for deployment.
 
   Returns `(policy, info)`: `policy` a `Policy` (MPPI planning over the learned model, or with
-  `plan=False` the policy prior's mode), `info` holding `config` (the run's config, a dict), `step`,
-  `obs_key`, `observation_size`, `action_size`, `plan`. The model parameters and the observation
+  `plan=False` the policy prior's mode), `info` `loop.policy_info`'s (`config`, the run's config as a
+  dict, `step`, `obs_key`, `observation_size`, `action_size`, `action_horizon`, `action_repeat`,
+  `control_hz`) and `plan`. The model parameters and the observation
   normalizer are read from the checkpoint (not the replay or optimizer state).
   """
   checkpointer, step, run_config, env, config = loop.open_run(path, "tdmpc", step)
@@ -653,6 +654,6 @@ def load_policy(path, step: int | None = None, plan: bool = True, seed: int = 0)
             "obs_stats": jax.eval_shape(lambda: running_stats.init({"obs": learner.obs_shape}))}
   restored = checkpointer.restore(target, step=step, partial=True)
   checkpointer.close()
-  info = {"config": run_config, "step": step, "obs_key": config.obs_key,
-          "observation_size": env.observation_size, "action_size": env.action_size, "plan": plan}
+  info = dict(loop.policy_info(env, run_config, step, config.obs_key,
+                               config.get("action_repeat", 1)), plan=plan)
   return Policy(learner, restored["params"], restored["obs_stats"], plan, seed, info), info

@@ -10,12 +10,12 @@ format) from ``next_local()``, and expose ``state()`` (JSON-serializable) and ``
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 from typing import Any, Callable, Mapping
 
 import jax
 
+from vlajax.core import atomic
 from vlajax.vla import batch as batch_lib
 from vlajax.vla.config import Pi0Config
 from vlajax.vla.synthetic import SyntheticVLADataset
@@ -66,6 +66,10 @@ class RLDSSource:
   def state(self) -> dict:
     return self.loader.state()
 
+  def metrics(self) -> dict[str, float]:
+    """The loader's scalars for the training log (skipped corrupt records; `DataLoader.metrics`)."""
+    return self.loader.metrics()
+
   def restore(self, state: Mapping[str, Any]) -> None:
     from vlajax.data.loader import DataLoader  # pylint: disable=import-outside-toplevel
     self.loader = DataLoader(self.data_cfg, None, state=state, **self._args)
@@ -74,16 +78,10 @@ class RLDSSource:
     """What a deployed policy needs to map its actions / states to and from each dataset's units:
     the mode and, per robot dataset, the action / proprio statistics, the masks of the normalized
     dims and the native dims (``NORMALIZATION_FILE`` format)."""
-    from vlajax.data import oxe_registry  # pylint: disable=import-outside-toplevel
     datasets = {}
-    for name, stats in self.loader.stats.items():
-      spec = oxe_registry.spec(name)
-      datasets[name] = {
-          "action": stats["action"], "action_dim": spec.action_dim,
-          "action_normalize_mask": list(spec.normalize_action),
-          "proprio": stats.get("proprio"), "proprio_dim": spec.proprio_dim(),
-          "proprio_normalize_mask": list(oxe_registry.proprio_normalize_mask(name)),
-      }
+    for name, stats in self.loader.stats.items():   # OXE registry or LeRobot datasets
+      datasets[name] = {"action": stats["action"], "proprio": stats.get("proprio"),
+                        **self.loader.normalization_spec(name)}
     return {"mode": self.data_cfg.normalization, "datasets": datasets}
 
 
@@ -92,10 +90,7 @@ NORMALIZATION_FILE = "normalization.json"
 
 
 def save_normalization(run_dir: str | pathlib.Path, info: Mapping[str, Any]) -> None:
-  path = pathlib.Path(run_dir) / NORMALIZATION_FILE
-  tmp = path.with_suffix(f".tmp{os.getpid()}")
-  tmp.write_text(json.dumps(info, indent=1, default=float))
-  os.replace(tmp, path)
+  atomic.write_json(pathlib.Path(run_dir) / NORMALIZATION_FILE, info, indent=1, default=float)
 
 
 def load_normalization(run_dir: str | pathlib.Path) -> dict | None:

@@ -174,7 +174,8 @@ def load_batched_policy(path: str | pathlib.Path, step: int | None = None, *,
 
   info = {"model_id": f"vla:{config['model']['preset']}:{run_dir.name}@{meta['step']}",
           "action_horizon": cfg.action_horizon, "chunk_length": cfg.action_horizon,
-          "action_dim": action_dim, "state_dim": state_dim, "cameras": list(cameras),
+          "action_size": action_dim, "action_dim": action_dim, "state_dim": state_dim,
+          "cameras": list(cameras),
           "step": int(meta["step"]), "params": which, "prompt": "tokens", "dataset_name": name,
           "normalization": mode, "max_token_len": cfg.max_token_len,
           "image_size": cfg.vision.image_size}
@@ -245,7 +246,8 @@ def load_policy(path: str | pathlib.Path, step: int | None = None, *, use_ema: b
 
   info = {
       "model_id": f"vla:{config['model']['preset']}:{run_dir.name}@{meta['step']}",
-      "action_horizon": cfg.action_horizon, "chunk_length": cfg.action_horizon, "action_dim": action_dim,
+      "action_horizon": cfg.action_horizon, "chunk_length": cfg.action_horizon,
+      "action_size": action_dim, "action_dim": action_dim,
       "observation_spec": spec, "step": int(meta["step"]), "params": which, "cameras": list(cameras),
       "prompt": prompt, "dataset_name": name, "normalization": mode,
   }

@@ -121,6 +121,15 @@ class QuadrupedJoystick(Env):
     """The config's DR ranges, `{field: f32[2]}`."""
     return dict(self._default_ranges)
 
+  def nominal_dr_ranges(self) -> dr_lib.Ranges:
+    """Ranges that reproduce the un-randomized model (`randomization.nominal_ranges`)."""
+    return dr_lib.nominal_ranges(self.targets)
+
+  @classmethod
+  def default_adr_config(cls) -> ml_collections.ConfigDict:
+    """ADR bounds and steps of the quadruped's DR fields (`randomization.default_adr_config`)."""
+    return dr_lib.default_adr_config()
+
   def brax_randomization_fn(self, ranges: dr_lib.Ranges | None = None):
     """brax-style `randomization_fn(sys, rng) -> (sys, in_axes)` for this env's model fields."""
     return dr_lib.brax_randomization_fn(self.targets, self.default_dr_ranges() if ranges is None

@@ -33,6 +33,7 @@ Fields and default ranges (MuJoCo Playground Go1 `randomize.py`, seed 001 sectio
 
 `action_latency` is drawn as an integer uniformly in {low, ..., high}; its buffer length is the static
 `max_action_latency`. Pushes and observation noise are applied by the env's step (helpers below).
+Automatic DR (`vlajax.envs.adr`) widens these ranges up to the bounds of `default_adr_config`.
 
 Camera pose and lighting (for camera tasks) have their own function, `perturb_camera_and_lights`.
 """
@@ -80,6 +81,29 @@ def default_config() -> ml_collections.ConfigDict:
       "joint_pos_noise": (0.0, 0.005),
       "push_velocity": (0.0, 0.5),
       "push_interval": (10.0, 15.0),
+  })
+
+
+def default_adr_config() -> ml_collections.ConfigDict:
+  """Automatic-DR bounds and steps of the quadruped's fields (`vlajax.envs.adr`; the env's
+  `default_adr_config()`). ADR starts from the config's ranges above and widens each field by its
+  step per successful update, up to the bound (roughly the seed 001 section 16 table's ranges);
+  `push_interval` stays fixed."""
+  return ml_collections.ConfigDict({
+      "bounds": {
+          "floor_friction": (0.1, 1.5), "link_mass_scale": (0.5, 1.5),
+          "torso_mass_offset": (-2.0, 3.0), "torso_com_offset": (-0.1, 0.1),
+          "joint_damping_scale": (0.5, 2.0), "armature_scale": (0.8, 1.5),
+          "frictionloss_scale": (0.5, 2.0), "kp_scale": (0.5, 1.5),
+          "action_latency": (0.0, 3.0), "joint_pos_noise": (0.0, 0.02),
+          "push_velocity": (0.0, 1.5),
+      },
+      "steps": {
+          "floor_friction": 0.05, "link_mass_scale": 0.02, "torso_mass_offset": 0.2,
+          "torso_com_offset": 0.005, "joint_damping_scale": 0.05, "armature_scale": 0.02,
+          "frictionloss_scale": 0.05, "kp_scale": 0.02, "action_latency": 1.0,
+          "joint_pos_noise": 0.001, "push_velocity": 0.1,
+      },
   })
 
 

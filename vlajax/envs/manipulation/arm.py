@@ -5,6 +5,18 @@ a table (the plane z = 0), one free cube and a mocap `target` marker (`tabletop_
 larger scene on it: `scene.py`). 50 Hz control
 (`ctrl_dt=0.02`) over 4 MJX substeps (`sim_dt=0.005`).
 
+Collisions: only the cube collides. Contacts are the MJCF's explicit pairs (every geom has
+contype = conaffinity = 0): the cube with the table, each fingertip pad and the hand
+(`tabletop_language` adds cube-cube pairs). The arm's links do not collide with the table, with
+each other or with the fingers' non-pad geoms; only the joint limits (limit constraints in the
+physics, and the ctrl ranges of the position servos) keep the arm in its workspace. A policy or
+expert can therefore sweep links through the table; the bridge's native-MuJoCo twin (same model)
+allows it too, a real robot would not.
+
+Joint limits (rad, from `assets/arm_7dof.xml`, the Panda's): joint1, joint3, joint5, joint7
+[-2.8973, 2.8973]; joint2 [-1.7628, 1.7628]; joint4 [-3.0718, -0.0698]; joint6 [-0.0175, 3.7525];
+each finger [0, 0.04] m (0 closed). Both action spaces clip the actuator targets to these ranges.
+
 Action spaces (`config.action_space`), every entry in [-1, 1]:
   "joint_delta"  f32[8]: arm joint position targets move by `a[:7] * joint_action_scale` rad per
                  control step (clipped to the joint limits), the RL space.
@@ -182,6 +194,15 @@ class ArmEnv(Env):
   def default_dr_ranges(self) -> arm_dr.Ranges:
     """The config's DR ranges, `{field: f32[2]}` (`manipulation/randomization.py`)."""
     return dict(self._default_ranges)
+
+  def nominal_dr_ranges(self) -> arm_dr.Ranges:
+    """Ranges that reproduce the un-randomized env exactly (`arm_dr.nominal_ranges`)."""
+    return arm_dr.nominal_ranges(self.dr_targets)
+
+  @classmethod
+  def default_adr_config(cls) -> ml_collections.ConfigDict:
+    """ADR bounds and steps of the arm's DR fields (`arm_dr.default_adr_config`)."""
+    return arm_dr.default_adr_config()
 
   def object_half_size(self, info: dict, index) -> jax.Array:
     """f32[]: half-size (m) of object `index` of `OBJECTS` in this episode (DR scales it)."""

@@ -1,7 +1,7 @@
 """Scripted experts for the arm tasks: privileged state -> action, jittable and vmappable.
 
 `make_expert(env)` returns `expert(state) -> f32[A]` for one env's `State` in the env's own action
-space. Each expert picks a tool-point waypoint, a gripper yaw and a gripper command from the
+space; `load_policy(env)` gives it with its `info`, as every policy loader does. Each expert picks a tool-point waypoint, a gripper yaw and a gripper command from the
 current state alone (no memory beyond `info`), moves toward the waypoint in end-effector space,
 keeps the gripper pointing down, and for the "joint_delta" space turns that motion into joint
 target deltas through the env's IK.
@@ -49,6 +49,19 @@ GRASP_HEIGHT = 0.006    # m, the open pads span 0.6-3.0 cm around a 4 cm cube
 CARRY_SPEED = 0.2
 LANGUAGE_CARRY_SPEED = 0.4
 OPEN, CLOSED = 1.0, -1.0
+
+
+def load_policy(env) -> tuple[Callable[[State], jax.Array], dict]:
+  """The scripted expert of `env`'s task as a loader's `(policy, info)` (the convention of every
+  policy loader, `vlajax.eval.policies`): `policy(state) -> f32[A]` is `make_expert(env)` (one
+  unbatched `State`; vmap it for a batch); `info` has `action_size`, `action_horizon` (1),
+  `control_hz` (the env's), `observation_size` (the env's) and `obs_key` None: the expert reads
+  the whole privileged state, not one observation entry."""
+  expert = make_expert(env)
+  info = {"action_size": int(env.action_size), "action_horizon": 1,
+          "control_hz": 1.0 / float(env.dt), "observation_size": env.observation_size,
+          "obs_key": None}
+  return expert, info
 
 
 def make_expert(env) -> Callable[[State], jax.Array]:

@@ -37,6 +37,12 @@ MuJoCo Playground's Panda and Aloha manipulation tasks train without model rando
 Franka worked example and the DR table of seed 001 section 16 ("Sim-to-real"), narrowed where the
 scripted experts must still succeed (measured in tests/test_envs_manipulation_dr.py).
 
+Automatic DR (`vlajax.envs.adr`; bounds and steps in `default_adr_config`): from the nominal
+ranges (`adr.initial_ranges="nominal"`, the arm presets' setting) or from the config's, each field
+widens by its step per successful update, through the defaults above, up to the seed 001 section 16
+table's ranges (friction 0.3-1.5, Kp +-30%, latency 0-3 steps) and a little past the config's for
+the rest (mass x 0.3-2, size x 0.8-1.2, 3 cm / 0.3 rad of pose jitter, 0.01 rad of joint noise).
+
 Visual DR (`visual_overrides`) gives per-env renderer overrides (camera pose, lights, object and
 table colours) for `render.BatchRenderer.render(state, overrides=...)`; see its docstring.
 """
@@ -84,6 +90,26 @@ def default_config() -> ml_collections.ConfigDict:
       "kp_scale": (0.85, 1.15),
       "action_latency": (0.0, 2.0),
       "joint_pos_noise": (0.0, 0.005),
+  })
+
+
+def default_adr_config() -> ml_collections.ConfigDict:
+  """Automatic-DR bounds and steps of the arm's fields (the env's `default_adr_config()`): each
+  bound contains the nominal value and the default range of `default_config()`; a step moves each
+  end of a range by about a tenth of the way from the nominal to the default range's end (latency
+  by one control step)."""
+  return ml_collections.ConfigDict({
+      "bounds": {
+          "object_mass_scale": (0.3, 2.0), "object_friction": (0.3, 1.5),
+          "table_friction": (0.3, 1.5), "object_size_scale": (0.8, 1.2),
+          "object_xy_offset": (-0.03, 0.03), "object_yaw_offset": (-0.3, 0.3),
+          "kp_scale": (0.7, 1.3), "action_latency": (0.0, 3.0), "joint_pos_noise": (0.0, 0.01),
+      },
+      "steps": {
+          "object_mass_scale": 0.05, "object_friction": 0.04, "table_friction": 0.05,
+          "object_size_scale": 0.01, "object_xy_offset": 0.001, "object_yaw_offset": 0.01,
+          "kp_scale": 0.015, "action_latency": 1.0, "joint_pos_noise": 0.0005,
+      },
   })
 
 
