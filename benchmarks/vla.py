@@ -13,6 +13,7 @@ compute with ``jax.eval_shape`` (frozen leaves are stored in bfloat16 under bflo
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -21,12 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from experiments import train_vla
+from experiments.configs import train_vla as train_vla_configs
 from vlajax.core import mesh as mesh_lib
+from vlajax.imitation import train as imitation_train
 from vlajax.vla import batch as batch_lib
 from vlajax.vla import config as vla_config
 from vlajax.vla import flops as flops_lib
-from vlajax.vla import sharding as sharding_lib
-from vlajax.vla import train as train_lib
+from vlajax.vla import train as vla_train
 from vlajax.vla.pi0 import Pi0
 from vlajax.vla.synthetic import SyntheticVLADataset
 
@@ -80,18 +83,25 @@ def _preset(name):
   return cfg.replace(vision=vision, action_horizon=horizon)
 
 
+def _optim(**fields) -> imitation_train.OptimConfig:
+  """The VLA config's optimizer (openpi's recipe) with `fields` changed."""
+  optim = imitation_train.optim_config(train_vla_configs.get_config("pi0").optim)
+  return dataclasses.replace(optim, **fields)
+
+
 def measure(name: str, peak: float) -> dict:
   cfg = _preset(name)
   model = Pi0(cfg, remat=_REMAT.value)
   batch_size = _BATCH.value or (8 if name == "tiny" else 1)
   mesh = mesh_lib.make_mesh({"data": -1, "fsdp": _FSDP.value})
-  batch_size = max(batch_size, sharding_lib.num_batch_shards(mesh))
-  optim = train_lib.OptimConfig(peak_lr=1e-4, warmup_steps=10, ema_decay=None)
+  batch_size = max(batch_size, mesh_lib.num_batch_shards(mesh))
+  optim = _optim(peak_lr=1e-4, warmup_steps=10, ema_decay=None)
   data = SyntheticVLADataset(cfg, max(batch_size, 2), seed=0)
-  batch = sharding_lib.shard_batch(data.batch(0, batch_size), mesh)
+  batch = mesh_lib.shard_batch(batch_lib.to_head_batch(data.batch(0, batch_size)), mesh)
 
   start = time.perf_counter()
-  state, trainer = train_lib.create_train_state(model, optim, 0, mesh, min_shard_size=2 ** 14)
+  trainer = train_vla.make_trainer(model, optim, mesh, min_shard_size=2 ** 14)
+  state = trainer.init(jax.random.PRNGKey(0))
   jax.block_until_ready(state)
   init_s = time.perf_counter() - start
   holder = {"state": state}
@@ -117,8 +127,9 @@ def measure(name: str, peak: float) -> dict:
   if _TEXT.value > 0:
     text_model = Pi0(cfg.replace(text_loss_weight=_TEXT.value), remat=_REMAT.value)
     text_data = SyntheticVLADataset(cfg, max(batch_size, 2), seed=0, text_targets=True)
-    text_batch = sharding_lib.shard_batch(text_data.batch(0, batch_size), mesh)
-    text_state, text_trainer = train_lib.create_train_state(text_model, optim, 0, mesh, min_shard_size=2 ** 14)
+    text_batch = mesh_lib.shard_batch(batch_lib.to_head_batch(text_data.batch(0, batch_size)), mesh)
+    text_trainer = train_vla.make_trainer(text_model, optim, mesh, min_shard_size=2 ** 14)
+    text_state = text_trainer.init(jax.random.PRNGKey(0))
     text_holder = {"state": text_state}
 
     def text_step():
@@ -129,7 +140,7 @@ def measure(name: str, peak: float) -> dict:
   obs = {k: v for k, v in data.batch(0, 1).items() if k in batch_lib.OBSERVATION_KEYS}
   params = holder["state"].params
   for kv in (True, False):
-    sampler = train_lib.make_sampler(model, 10, kv)
+    sampler = vla_train.make_sampler(model, 10, kv)
     seconds = _timeit(lambda: sampler(params, obs, jax.random.PRNGKey(0)), _SAMPLE_REPS.value)
     tag = "kv_cache" if kv else "no_cache"
     result[f"sample_latency_ms_{tag}"] = seconds * 1e3
@@ -141,12 +152,12 @@ def measure(name: str, peak: float) -> dict:
 def state_memory(name: str) -> dict:
   """GiB of the train state (params, EMA, Adam moments) per freeze option and compute dtype."""
   mesh = mesh_lib.make_mesh({"data": 1}, devices=jax.devices()[:1])
-  optim = train_lib.OptimConfig(ema_decay=0.99)
+  optim = _optim(ema_decay=0.99)
   out = {"preset": name}
   for dtype in ("float32", "bfloat16"):
     model = Pi0(vla_config.get_preset(name, dtype=dtype))
-    for freeze in train_lib.FREEZE_OPTIONS:
-      abstract = jax.eval_shape(train_lib.build_trainer(model, optim, mesh, freeze).init, jax.random.PRNGKey(0))
+    for freeze in vla_train.FREEZE_OPTIONS:
+      abstract = jax.eval_shape(train_vla.make_trainer(model, optim, mesh, freeze).init, jax.random.PRNGKey(0))
       gib = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)) / 2 ** 30
       out[f"{dtype}/{freeze}"] = {"params_gib": round(gib(abstract.params), 3),
                                   "state_gib": round(gib(abstract), 3)}

@@ -3,11 +3,12 @@ import jax
 import numpy as np
 import pytest
 
+from experiments import train_vla
 from vlajax.core import mesh as mesh_lib
+from vlajax.imitation import train as imitation_train
 from vlajax.vla import batch as batch_lib
 from vlajax.vla import config as vla_config
 from vlajax.vla import text_loss
-from vlajax.vla import train as train_lib
 from vlajax.vla.pi0 import Pi0
 from vlajax.vla.synthetic import SyntheticVLADataset
 from vlajax.vla.tokenizer import ByteTokenizer
@@ -42,16 +43,17 @@ def text_only_run():
   co-training vision-language rows): the only signal is the text loss. Returns (model, initial
   params, per-step text losses, per-step action losses)."""
   model = Pi0(CFG)
-  optim = train_lib.OptimConfig(peak_lr=1e-2, end_lr=1e-3, warmup_steps=5, decay_steps=60, weight_decay=0.0,
-                                ema_decay=None)
+  optim = imitation_train.OptimConfig(peak_lr=1e-2, end_lr=1e-3, warmup_steps=5, decay_steps=60,
+                                      weight_decay=0.0, ema_decay=None)
   mesh = mesh_lib.make_mesh({"data": 1, "fsdp": 1}, devices=jax.devices()[:1])
-  state, trainer = train_lib.create_train_state(model, optim, 0, mesh)
+  trainer = train_vla.make_trainer(model, optim, mesh)
+  state = trainer.init(jax.random.PRNGKey(0))
   params = jax.device_get(state.params)
   data = SyntheticVLADataset(CFG, 4, seed=0, text_targets=True)
   data.examples["action_mask"][:] = False
   text, action = [], []
   for i in range(60):
-    state, metrics = trainer.step(state, data.batch(i, 4))
+    state, metrics = trainer.step(state, batch_lib.to_head_batch(data.batch(i, 4)))
     text.append(float(metrics["text_loss"]))
     action.append(float(metrics["action_loss"]))
   return model, params, text, action

@@ -1,4 +1,7 @@
-"""VLA training: overfitting, 1 vs 4 devices (data x fsdp), resume, freezing, RLDS input."""
+"""VLA training (`experiments.train_vla` over the imitation trainer and loop): overfitting, 1 vs 4
+devices (data x fsdp), resume, two processes, freezing, bf16 frozen weights, RLDS input."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +10,7 @@ import pytest
 
 from experiments import train_vla
 from experiments.configs import train_vla as configs
+from vlajax.imitation import train as imitation_train
 from vlajax.vla import batch as batch_lib
 from vlajax.vla import train as train_lib
 from vlajax.vla.pi0 import Pi0
@@ -20,6 +24,11 @@ def _config(steps, mesh=(1, 1), **train):
   c.train.update(dict(dict(steps=steps, log_every=1, eval_every=0, checkpoint_every=2), **train))
   c.mesh.update(dict(data=mesh[0], fsdp=mesh[1], num_devices=mesh[0] * mesh[1]))
   return c
+
+
+def _optim(**fields):
+  """The VLA config's optimizer (openpi's recipe) with `fields` changed."""
+  return dataclasses.replace(imitation_train.optim_config(configs.get_config("pi0").optim), **fields)
 
 
 def test_tiny_model_overfits_a_small_dataset(tmp_path):
@@ -119,14 +128,14 @@ def test_freezing_options_zero_the_right_updates():
   params = jax.eval_shape(lambda k: model.init(k, batch_lib.zeros_batch(cfg, 1), k), key)
   params = jax.tree.map(lambda s: np.ones(s.shape, s.dtype), params)
   grads = jax.tree.map(np.ones_like, params)
-  optim = train_lib.OptimConfig(peak_lr=1e-2, warmup_steps=0)
+  optim = _optim(peak_lr=1e-2, warmup_steps=0)
   for freeze, frozen_expected, trained_expected in [
       ("none", [], ["vision/encoder", "decoder/layers/attn_0", "decoder/layers/attn_1"]),
       ("vision", ["vision/encoder", "vision/embedding"], ["vision/head", "decoder/layers/mlp_0"]),
       ("vision_llm", ["vision/encoder", "decoder/embedder", "decoder/layers/attn_0", "decoder/final_norm_0"],
        ["vision/head", "decoder/layers/attn_1", "decoder/layers/mlp_1", "state_proj", "action_out_proj"]),
   ]:
-    tx = train_lib.make_optimizer(optim, params, freeze)
+    tx = imitation_train.make_optimizer(optim, params, train_lib.frozen_predicate(freeze))
     updates = jax.jit(lambda g, p: tx.update(g, tx.init(p), p)[0])(grads, params)
     moved = {}
     for path, u in jax.tree_util.tree_flatten_with_path(updates)[0]:
@@ -139,7 +148,7 @@ def test_freezing_options_zero_the_right_updates():
       hits = [v for k, v in moved.items() if f"params/{prefix}" in k]
       assert hits and all(hits), (freeze, prefix)
   with pytest.raises(ValueError, match="freeze"):
-    train_lib.frozen_mask(params, "everything")
+    train_lib.frozen_predicate("everything")
 
 
 def test_frozen_parameters_are_bfloat16_under_bf16_compute_and_never_move():
@@ -149,10 +158,12 @@ def test_frozen_parameters_are_bfloat16_under_bf16_compute_and_never_move():
   from vlajax.core import mesh as mesh_lib
   cfg = train_vla.model_config(configs.get_config("smoke").model).replace(dtype="bfloat16")
   model = Pi0(cfg)
-  optim = train_lib.OptimConfig(peak_lr=1e-2, warmup_steps=0, ema_decay=0.9)
+  optim = _optim(peak_lr=1e-2, warmup_steps=0, ema_decay=0.9)
   mesh = mesh_lib.make_mesh({"data": 1, "fsdp": 1}, devices=jax.devices()[:1])
-  state, trainer = train_lib.create_train_state(model, optim, 0, mesh, "vision_llm")
-  frozen = jax.tree.leaves(train_lib.frozen_mask(state.params, "vision_llm"))
+  trainer = train_vla.make_trainer(model, optim, mesh, "vision_llm")
+  state = trainer.init(jax.random.PRNGKey(0))
+  frozen = jax.tree.leaves(imitation_train.frozen_mask(state.params,
+                                                       train_lib.frozen_predicate("vision_llm")))
   assert 0 < sum(frozen) < len(frozen)
   for tree in (state.params, state.ema_params):
     dtypes = [x.dtype for x in jax.tree.leaves(tree)]
@@ -163,18 +174,18 @@ def test_frozen_parameters_are_bfloat16_under_bf16_compute_and_never_move():
   # The vision-only option keeps the LM in float32; float32 compute keeps everything float32.
   in_vit = lambda name: name.startswith("params/vision/") and "/head/" not in name
   for dtype, freeze, expect_bf16 in [("bfloat16", "vision", in_vit), ("float32", "vision_llm", lambda _: False)]:
-    abstract = jax.eval_shape(train_lib.build_trainer(Pi0(cfg.replace(dtype=dtype)), optim, mesh, freeze).init,
+    abstract = jax.eval_shape(train_vla.make_trainer(Pi0(cfg.replace(dtype=dtype)), optim, mesh, freeze).init,
                               jax.random.PRNGKey(0))
     names = []
     for path, x in jax.tree_util.tree_flatten_with_path(abstract.params)[0]:
-      names.append(train_lib._path_str(path))   # pylint: disable=protected-access
+      names.append(imitation_train.path_str(path))
       assert (x.dtype == jnp.bfloat16) == expect_bf16(names[-1]), (dtype, freeze, names[-1])
     assert any(map(in_vit, names))
 
   before = jax.device_get(state)
   data = SyntheticVLADataset(cfg, 16, seed=0)
   for i in range(3):
-    state, metrics = trainer.step(state, data.batch(i, 8))
+    state, metrics = trainer.step(state, batch_lib.to_head_batch(data.batch(i, 8)))
     assert np.isfinite(float(metrics["loss"]))
   after = jax.device_get(state)
   for f, b, a, e in zip(frozen, jax.tree.leaves(before.params), jax.tree.leaves(after.params),
@@ -274,12 +285,13 @@ def test_gradient_accumulation_averages_micro_batch_gradients():
   from vlajax.core import mesh as mesh_lib
   cfg = train_vla.model_config(configs.get_config("smoke").model)
   model = Pi0(cfg)
-  optim = train_lib.OptimConfig(peak_lr=1e-2, warmup_steps=0, ema_decay=None, grad_accum=2)
+  optim = _optim(peak_lr=1e-2, warmup_steps=0, ema_decay=None, grad_accum=2)
   mesh = mesh_lib.make_mesh({"data": 1, "fsdp": 1}, devices=jax.devices()[:1])
-  state, trainer = train_lib.create_train_state(model, optim, 0, mesh)
+  trainer = train_vla.make_trainer(model, optim, mesh)
+  state = trainer.init(jax.random.PRNGKey(0))
   batch = SyntheticVLADataset(cfg, 8, seed=0).batch(0, 8)
   before = jax.device_get(state)
-  after, metrics = trainer.step(state, batch)
+  after, metrics = trainer.step(state, batch_lib.to_head_batch(batch))
   _, step_rng = jax.random.split(before.rng)
   grad_fn = jax.jit(jax.value_and_grad(lambda p, b, r: model.apply(p, b, r)[0]))
   losses, grads = [], []

@@ -8,6 +8,10 @@ Names:
   pi0     PaliGemma-2B + 300M expert (~3.3B) with openpi's fine-tuning recipe (AdamW 0.9/0.95,
           warmup 1k to 2.5e-5, cosine to 2.5e-6 over 30k, clip 1, EMA 0.99, batch 32, bf16).
 
+`optim` (every preset starts from openpi's recipe) is `vlajax.imitation.train.OptimConfig`'s fields:
+the VLA trains with the imitation trainer and loop, whose EMA decay warms up as
+`min(ema_decay, (1 + t) / (10 + t))`.
+
 Data: `data.source=synthetic` (a learnable synthetic dataset) or `rlds` (the `vlajax.data`
 pipeline: set `data.rlds.data_root` and `data.rlds.weights.<name>`, and `model.tokenizer` to a local
 tokenizer directory, or leave it empty for the byte-level fallback). Weights: `model.hf_checkpoint`

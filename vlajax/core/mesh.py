@@ -1,12 +1,16 @@
-"""Device meshes, multi-host initialisation and per-process randomness.
+"""Device meshes, multi-host initialisation, per-process randomness and FSDP x data placement.
 
-Everything shards with `jax.jit` + `NamedSharding` over a `Mesh`; `pmap` is not used.
+Everything shards with `jax.jit` + `NamedSharding` over a `Mesh`; `pmap` is not used. Training
+states are placed FSDP-style (`fsdp_shardings`: every leaf split over the mesh's `fsdp` axis along
+its largest divisible dimension, small leaves replicated) and batches split along dim 0 over the
+batch axes present (`data`, `fsdp`); `jax.jit` then inserts the all-gathers and reduce-scatters of
+ZeRO-3 style training. A mesh without an `fsdp` axis replicates the state: plain data parallelism.
 """
 from __future__ import annotations
 
 import math
 import os
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
@@ -107,3 +111,69 @@ def barrier(name: str, timeout_s: float = 600.0) -> None:
   if client is None or jax.process_count() == 1:
     return
   client.wait_at_barrier(name, int(timeout_s * 1000))
+
+
+BATCH_AXES = ("data", "fsdp")
+
+
+def fsdp_spec(shape: tuple[int, ...], fsdp_size: int, axis: str = "fsdp",
+              min_size: int = 1024) -> PartitionSpec:
+  """The spec sharding the largest `fsdp_size`-divisible dim of `shape` over `axis` (the first of
+  equal ones); replicated when `fsdp_size` is 1, no dim divides or the leaf has < `min_size`
+  entries."""
+  if fsdp_size <= 1 or not shape or int(np.prod(shape)) < min_size:
+    return PartitionSpec()
+  candidates = [i for i, d in enumerate(shape) if d % fsdp_size == 0]
+  if not candidates:
+    return PartitionSpec()
+  best = max(candidates, key=lambda i: (shape[i], -i))
+  spec = [None] * len(shape)
+  spec[best] = axis
+  return PartitionSpec(*spec)
+
+
+def fsdp_shardings(abstract_tree: Any, mesh: Mesh, axis: str = "fsdp",
+                   min_size: int = 1024) -> Any:
+  """A `NamedSharding` for every leaf of an (abstract) pytree, by `fsdp_spec` over the mesh's
+  `axis` (absent: every leaf replicated)."""
+  size = mesh.shape.get(axis, 1)
+  return jax.tree.map(
+      lambda x: NamedSharding(mesh, fsdp_spec(tuple(x.shape), size, axis, min_size)),
+      abstract_tree)
+
+
+def batch_axes(mesh: Mesh) -> tuple[str, ...]:
+  """The axes of `BATCH_AXES` the mesh has: a batch's dim 0 is split over all of them."""
+  return tuple(a for a in BATCH_AXES if a in mesh.axis_names)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Dim 0 split over the mesh's batch axes."""
+  return NamedSharding(mesh, PartitionSpec(batch_axes(mesh)))
+
+
+def num_batch_shards(mesh: Mesh) -> int:
+  """How many ways a batch's dim 0 is split (a global batch size must be a multiple)."""
+  return int(np.prod([mesh.shape[a] for a in batch_axes(mesh)]))
+
+
+def shard_batch(local_batch: Any, mesh: Mesh) -> Any:
+  """This process's rows (a pytree of host arrays, dim 0 = local batch) -> global jax arrays split
+  over the batch axes (dim 0 = local batch x process count)."""
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)
+
+
+def compiled_together(fn: Callable, name: str, *args) -> Callable:
+  """`fn` (jitted) compiled ahead of time for `args`, then every process waits at barrier `name`.
+
+  With several processes the first collective of a program must start on every host within
+  gloo's ~30 s, so hosts that compile at different speeds are lined up first. One process: `fn`
+  itself (its jit cache is shared by repeated runs).
+  """
+  if jax.process_count() == 1:
+    return fn
+  compiled = fn.lower(*args).compile()
+  barrier(f"compiled_{name}")
+  return compiled

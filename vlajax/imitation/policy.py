@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vlajax.core import atomic
 from vlajax.data import normalization
 from vlajax.imitation import batch as batch_lib
 from vlajax.imitation import collect
@@ -60,12 +61,6 @@ def example_batch(spec: batch_lib.BatchSpec, batch_size: int, image_size: int) -
   return {"obs": obs, "actions": actions, "mask": jnp.ones(actions.shape, bool)}
 
 
-def optim_config(optim) -> train_lib.OptimConfig:
-  values = dict(optim)
-  values["ema_decay"] = values["ema_decay"] or None
-  return train_lib.OptimConfig(**values)
-
-
 def _data_config(config, spec: batch_lib.BatchSpec, info: dict, root: str):
   from vlajax.data import config as data_config  # pylint: disable=import-outside-toplevel
   cfg = data_config.default_config()
@@ -81,6 +76,7 @@ def _data_config(config, spec: batch_lib.BatchSpec, info: dict, root: str):
   cfg.augment = bool(config.data.augment)
   for key in ("episodes_per_window", "windows_per_block", "num_parallel_calls"):
     cfg[key] = int(config.data[key])
+  cfg.on_corrupt = config.data.get("on_corrupt", "raise")
   return cfg
 
 
@@ -117,11 +113,10 @@ def train(config, run_dir: str | pathlib.Path, mesh) -> dict:
   fields = dict(config.model.fields)
   model = make_model(config.model.kind, spec, fields)
   example = example_batch(spec, int(config.train.batch_size), int(config.data.image_size))
-  trainer = train_lib.build_trainer(model, optim_config(config.optim), example, mesh)
+  trainer = train_lib.build_trainer(model, train_lib.optim_config(config.optim), example,
+                                    mesh)
   to_batch = lambda b: batch_lib.from_data(b, spec, info["name"])
-  loop_cfg = loop_lib.LoopConfig(**{k: config.train[k] for k in (
-      "steps", "seed", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-      "resume")})
+  loop_cfg = loop_lib.LoopConfig.from_section(config.train)
 
   def write_policy_file(step):
     del step
@@ -142,8 +137,7 @@ def train(config, run_dir: str | pathlib.Path, mesh) -> dict:
         "dataset": {k: info[k] for k in ("name", "env_name", "action_space", "cameras",
                                          "train_episodes", "frames")},
     }
-    with open(run_dir / POLICY_FILE, "w", encoding="utf-8") as f:
-      json.dump(policy, f, indent=1)
+    atomic.write_json(run_dir / POLICY_FILE, policy, indent=1)
 
   return loop_lib.train(trainer, make_data, run_dir, loop_cfg, to_batch,
                         metadata={"config": config.to_dict()}, on_checkpoint=write_policy_file)

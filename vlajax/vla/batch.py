@@ -68,6 +68,21 @@ def loss_mask(batch: Mapping[str, Any]) -> jnp.ndarray | None:
   return mask
 
 
+def to_head_batch(batch: Mapping[str, Any]) -> dict:
+  """A model batch -> the action-head batch that ``vlajax.imitation`` trains on (host numpy):
+
+    obs      the ``OBSERVATION_KEYS`` fields, and ``text_target_mask`` when the batch has one
+    actions  float32 (B, H, A)
+    mask     bool (B, H, A): ``action_mask`` x ``action_dim_mask`` (all True without them)
+  """
+  obs = {k: np.asarray(batch[k]) for k in OBSERVATION_KEYS + ("text_target_mask",) if k in batch}
+  actions = np.asarray(batch["actions"], np.float32)
+  mask = loss_mask(batch)
+  mask = np.ones(actions.shape, bool) if mask is None else np.broadcast_to(
+      np.asarray(mask) > 0, actions.shape).copy()
+  return {"obs": obs, "actions": actions, "mask": mask}
+
+
 def _fit_last_dim(x, size: int) -> np.ndarray:
   """Zero-pads or truncates the last dimension to ``size``."""
   x = np.asarray(x)
