@@ -65,8 +65,10 @@ def _brax_ppo_on_arm_reach(num_timesteps: int, num_envs: int, minibatches: int, 
   return env, progress[-1], policy
 
 
+@pytest.mark.slow
 def test_brax_ppo_runs_on_arm_reach():
-  # Closed-loop evaluation of the result (another arm rollout to compile) is the slow test's.
+  """~200 s (brax's PPO compile of the arm), so slow: `test_brax_ppo_trains_arm_reach` below runs
+  the same path to a closed-loop success rate; `python -m pytest -m slow -n 0 tests/test_envs_brax.py`."""
   _, reward, _ = _brax_ppo_on_arm_reach(2 * 8 * 4, num_envs=8, minibatches=2, unroll=4, epochs=1,
                                         hidden=(16,), episode_length=10)
   assert np.isfinite(reward)

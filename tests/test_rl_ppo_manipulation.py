@@ -24,7 +24,11 @@ from vlajax.rl import loop, ppo
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_smoke_arm_preset_trains_with_adr_and_reports_the_success_rate(tmp_path):
+  """~300 s of CPU (a PPO-iteration and an evaluation compile of the arm), so slow, beside the
+  `arm_reach` preset's learning test: `python -m pytest -m slow -n 0 tests/test_rl_ppo_manipulation.py`.
+  The arm's ADR mechanism alone is in the default run (tests/test_envs_manipulation_dr.py)."""
   config = configs.get_config("smoke_arm")
   config.adr.enabled = True    # the arm's own ADR bounds and steps (from the env, via rl_base)
   env = envs.make(config.env_name, config=config.env)
