@@ -48,29 +48,34 @@ def inspect(config) -> dict:
     for _ in range(config.num_batches):
       batch = loader.next_local()
     stream = loader.streams[0]
+    lerobot = name in loader.lerobot_dirs
     instructions = []
-    # The loader's window size: a bad record costs the same records here as in its reads.
-    for episode in stream.source.episodes(cfg.episodes_per_window, guard=stream.guard):
-      text = oxe_registry.standardize(name, episode)["instruction"].numpy()[0].decode()
+    if lerobot:   # a LeRobot v3 dataset: its episodes' task strings
+      texts = (t.decode() for p in range(stream.source.num_episodes)
+               for t in stream.source.episode(p)["instruction"])
+    else:         # RLDS, at the loader's window size (a bad record costs the same records here)
+      texts = (oxe_registry.standardize(name, episode)["instruction"].numpy()[0].decode()
+               for episode in stream.source.episodes(cfg.episodes_per_window, guard=stream.guard))
+    for text in texts:
       if text not in instructions:
         instructions.append(text)
       if len(instructions) >= config.num_instructions:
         break
     stats = loader.stats[name]
-    spec = oxe_registry.spec(name)
+    dims = loader.normalization_spec(name)
     report[name] = {
         "directory": stream.source.directory,
         "episodes": stream.source.num_episodes,
         "steps": stats["num_transitions"],
-        "action_space": spec.action_space,
-        "native_action_dim": spec.action_dim,
-        "native_proprio_dim": spec.proprio_dim(),
+        "action_space": "lerobot" if lerobot else oxe_registry.spec(name).action_space,
+        "native_action_dim": dims["action_dim"],
+        "native_proprio_dim": dims["proprio_dim"],
         "features": _shapes({k: v for k, v in batch.items()
                              if k not in ("instruction", "answer", "dataset_name")}),
         "statistics": {k: {s: v[s] for s in ("mean", "std", "min", "max", "q01", "q99")}
                        for k, v in stats.items() if k in ("action", "proprio")},
         "instructions": instructions,
-        "corruption": loader.corruption_report()["datasets"][name],
+        "corruption": loader.corruption_report()["datasets"].get(name),
     }
   return report
 

@@ -117,7 +117,7 @@ def train(config, workdir: str | None = None) -> dict[str, Any]:
                          config.mesh.min_shard_size, config.train.sample_steps)
   init = functools.partial(initial_params, model, model_cfg, config) if config.model.hf_checkpoint else None
   return loop_lib.train(trainer, resume_data, run_dir,
-                        loop_lib.LoopConfig.from_section(config.train),
+                        loop_lib.LoopConfig.from_section(config.train, config.run),
                         batch_lib.to_head_batch, init_params=init,
                         metadata={"preset": config.model.preset, "config": config.to_dict()})
 

@@ -50,6 +50,9 @@ def test_ppo_checkpoint_served_over_the_wire(ppo_run):
   assert meta["chunk_length"] == 1 and meta["control_hz"] == pytest.approx(50.0)
   assert meta["observation_spec"] == {"state": {"shape": list(sizes["state"]), "dtype": "float32"}}
   assert meta["action_spec"]["actions"]["shape"] == [1, action_size]
+  # The metadata goes to every client: the run's name, never its server path.
+  assert meta["model_id"].endswith(f":{run_dir.name}") and str(run_dir.parent) not in str(meta)
+  assert policies.load_policy("ppo", path=str(run_dir / "checkpoints")).metadata()["model_id"] == meta["model_id"]
   direct, _ = ppo.load_policy(run_dir)
   rng = np.random.default_rng(0)
   with PolicyServer(served, "127.0.0.1", 0) as server, PolicyClient("127.0.0.1", server.port) as client:

@@ -83,8 +83,8 @@ def test_unknown_logger_and_missing_wandb_are_clear_errors(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("module", ["ppo_locomotion", "ppo_manipulation", "sac_control",
-                                    "tdmpc_control"])
-def test_every_rl_config_selects_its_loggers_in_run(module):
+                                    "tdmpc_control", "train_policy", "train_vla"])
+def test_every_training_config_selects_its_loggers_in_run(module):
   import importlib  # pylint: disable=import-outside-toplevel
   config = importlib.import_module(f"experiments.configs.{module}").get_config()
   assert config.run.loggers == metrics.DEFAULT_LOGGERS == "jsonl,tensorboard"
@@ -94,3 +94,18 @@ def test_every_rl_config_selects_its_loggers_in_run(module):
   assert metrics.parse_loggers(changed.run.loggers) == metrics.LOGGERS
   with pytest.raises(KeyError, match="run.wandb.projekt"):
     config_lib.apply_overrides(config, {"run.wandb.projekt": "x"})
+
+
+def test_the_imitation_loop_takes_the_run_sections_loggers():
+  from experiments.configs import train_policy  # pylint: disable=import-outside-toplevel
+  from vlajax.imitation import loop  # pylint: disable=import-outside-toplevel
+  config = train_policy.get_config("smoke")
+  config.run.loggers = "jsonl,wandb"
+  config.run.wandb.mode = "offline"
+  loop_config = loop.LoopConfig.from_section(config.train, config.run)
+  assert loop_config.loggers == "jsonl,wandb" and loop_config.wandb["mode"] == "offline"
+  assert loop_config.steps == config.train.steps
+  assert loop.LoopConfig.from_section(config.train).loggers is None   # no run section: defaults
+  config.run.loggers = "jsonl,mlflow"
+  with pytest.raises(ValueError, match="mlflow"):
+    loop.LoopConfig.from_section(config.train, config.run)

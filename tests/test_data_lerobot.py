@@ -383,3 +383,20 @@ def test_which_datasets_are_read_as_lerobot(toy, tmp_path):
   found = lerobot.dataset_dirs(cfg, ["configured", "given", "under_root", "bridge"],
                                {"given": toy, "bridge": str(tmp_path / "bridge")})
   assert found == {"configured": toy, "given": toy, "under_root": str(tmp_path / "under_root")}
+
+
+def test_inspect_data_reports_a_lerobot_dataset(toy):
+  from experiments import inspect_data  # pylint: disable=import-outside-toplevel
+  from experiments.configs import inspect_data as inspect_config  # pylint: disable=import-outside-toplevel
+  config = inspect_config.get_config()
+  config.data = lib.small_config("", {"toy": 1.0})
+  config.data.lerobot_dirs = {"toy": toy}
+  config.stats_dir = lib.stats_dir()
+  report = inspect_data.inspect(config)["toy"]
+  source = lerobot.LeRobotSource(toy)
+  assert report["episodes"] == source.num_episodes and report["steps"] == source.num_frames
+  assert report["action_space"] == "lerobot"
+  assert (report["native_action_dim"], report["native_proprio_dim"]) == (source.action_dim,
+                                                                         source.proprio_dim)
+  tasks = {t.decode() for p in range(source.num_episodes) for t in source.episode(p)["instruction"]}
+  assert report["instructions"] and set(report["instructions"]) <= tasks

@@ -12,6 +12,8 @@ executing 8; 64 px cameras). Set `data.dataset_dir` to a demo dataset (`experime
 """
 import ml_collections
 
+from vlajax.core import metrics
+
 HEADS = {  # kind: (action_horizon, window, head fields)
     "regression": (16, 1, {"loss": "l1"}),
     "act": (16, 1, {"kl_weight": 10.0}),
@@ -59,6 +61,7 @@ def get_config(name: str = "diffusion") -> ml_collections.ConfigDict:
       "weight_decay": 0.05, "grad_clip": 1.0, "ema_decay": 0.0 if smoke else 0.999,
       "grad_accum": 1,
   })
+  config.run = metrics.logger_config()   # run.loggers: jsonl,tensorboard (default), wandb
   config.train = ml_collections.ConfigDict({
       "steps": 20 if smoke else 10_000, "batch_size": 8 if smoke else 64, "seed": 0,
       "log_every": 5 if smoke else 100, "eval_every": 10 if smoke else 1000,

@@ -22,6 +22,7 @@ preset's value. Co-training: `model.text_loss_weight > 0` adds next-token cross-
 """
 import ml_collections
 
+from vlajax.core import metrics
 from vlajax.data import config as data_config
 
 
@@ -36,6 +37,7 @@ def _base(preset: str) -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict(dict(
       peak_lr=2.5e-5, end_lr=2.5e-6, warmup_steps=1000, decay_steps=30_000, b1=0.9, b2=0.95, eps=1e-8,
       weight_decay=1e-10, grad_clip=1.0, ema_decay=0.99, grad_accum=1))   # ema_decay 0 = off
+  c.run = metrics.logger_config()   # run.loggers: jsonl,tensorboard (default), wandb
   c.train = ml_collections.ConfigDict(dict(
       steps=30_000, batch_size=32, seed=0, log_every=50, eval_every=1000, eval_batch_size=32,
       sample_steps=10, checkpoint_every=1000, keep_checkpoints=3, resume=True))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import pathlib
 import time
 from typing import Any, Callable, Mapping
 
@@ -137,6 +138,13 @@ def _load_callable(*, fn: ChunkFn | str, observation_spec: Mapping, action_dim: 
                       float(control_hz), model_id, extra_metadata=dict(extra))
 
 
+def _run_name(path: str) -> str:
+  """The run directory's name for a served model id: metadata goes to every client, so it never
+  carries a server path."""
+  run = pathlib.Path(path)
+  return (run.parent if run.name == "checkpoints" else run).name
+
+
 @register_loader("ppo")
 def _load_ppo(*, path: str, step: int | None = None, control_hz: float | None = None,
               model_id: str | None = None) -> ServedPolicy:
@@ -160,7 +168,7 @@ def _load_ppo(*, path: str, step: int | None = None, control_hz: float | None = 
     return np.asarray(policy({key: observation[key]}))
 
   return ServedPolicy(infer_fn, obs_spec, int(info["action_size"]), 1, float(control_hz),
-                      model_id or f"ppo:{env_name}:{path}",
+                      model_id or f"ppo:{env_name}:{_run_name(path)}",
                       extra_metadata={"kind": "ppo", "env_name": env_name})
 
 
@@ -182,6 +190,6 @@ def _load_vla(*, path: str, control_hz: float = 10.0, model_id: str | None = Non
   fn, info = vla.load_policy(path, **kwargs)
   return ServedPolicy(fn, _as_spec(info["observation_spec"]), int(info["action_size"]),
                       int(info["action_horizon"]), float(info.get("control_hz", control_hz)),
-                      model_id or info.get("model_id", f"vla:{path}"),
+                      model_id or info.get("model_id", f"vla:{_run_name(path)}"),
                       extra_metadata={"kind": "vla", **{k: info[k] for k in (
                           "step", "params", "prompt", "dataset_name", "normalization") if k in info}})

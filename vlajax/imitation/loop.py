@@ -29,6 +29,7 @@ from absl import logging
 
 from vlajax.core import mesh as mesh_lib
 from vlajax.core.checkpoint import Checkpointer
+from vlajax.core import metrics
 from vlajax.core.metrics import MetricWriter
 from vlajax.imitation import train as train_lib
 
@@ -42,11 +43,19 @@ class LoopConfig:
   checkpoint_every: int = 500
   keep_checkpoints: int = 2
   resume: bool = True
+  loggers: str | None = None       # metric writers (`core.metrics.LOGGERS`); None: the default
+  wandb: Any = None                # W&B settings (`core.metrics.logger_config().wandb`)
 
   @classmethod
-  def from_section(cls, section) -> "LoopConfig":
-    """The loop fields of a config's `train` section (which may hold other keys too)."""
-    return cls(**{f.name: section[f.name] for f in dataclasses.fields(cls)})
+  def from_section(cls, section, run=None) -> "LoopConfig":
+    """The loop fields of a config's `train` section (which may hold other keys too), and the
+    metric writers of its `run` section (`core.metrics.logger_config()`), if given."""
+    writers = {"loggers", "wandb"}
+    values = {f.name: section[f.name] for f in dataclasses.fields(cls) if f.name not in writers}
+    if run is not None:
+      metrics.parse_loggers(run.loggers)   # an unknown name fails here, before any compile
+      values.update(loggers=run.loggers, wandb=dict(run.wandb))
+    return cls(**values)
 
 
 def train(trainer: train_lib.Trainer, make_data: Callable[[dict | None], tuple[Any, Any]],
@@ -83,7 +92,8 @@ def train(trainer: train_lib.Trainer, make_data: Callable[[dict | None], tuple[A
     state = mesh_lib.compiled_together(trainer.init_from, "imitation_init", params, key)(
         params, key)
   train_data, held_out = make_data(data_state)
-  writer = MetricWriter(run_dir, total_steps=config.steps)
+  writer = MetricWriter(run_dir, total_steps=config.steps, loggers=config.loggers,
+                        wandb=config.wandb, config=(metadata or {}).get("config"))
   step_fn = evaluate = None   # compiled on their first batch (then the hosts line up)
   losses, last_eval = [], {}
   window_start, window_steps = time.perf_counter(), 0

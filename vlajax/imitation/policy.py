@@ -116,7 +116,7 @@ def train(config, run_dir: str | pathlib.Path, mesh) -> dict:
   trainer = train_lib.build_trainer(model, train_lib.optim_config(config.optim), example,
                                     mesh)
   to_batch = lambda b: batch_lib.from_data(b, spec, info["name"])
-  loop_cfg = loop_lib.LoopConfig.from_section(config.train)
+  loop_cfg = loop_lib.LoopConfig.from_section(config.train, config.get("run"))
 
   def write_policy_file(step):
     del step
