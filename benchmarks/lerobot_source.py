@@ -23,22 +23,8 @@ import time
 
 import numpy as np
 
-
-def _write_rlds(root: str, episodes: int, length: int, image_hw: tuple[int, int]) -> str:
-  from vlajax.data import oxe_specs, writer  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(0)
-  eps = []
-  for k in range(episodes):
-    ep = oxe_specs.random_episode("fractal20220817_data", length, rng, image_size=image_hw)
-    # Smooth images compress like camera frames (noise would make both codecs atypical).
-    base = np.linspace(0, 255, image_hw[1], dtype=np.float32)[None, :, None]
-    ep["steps"]["observation"]["image"] = np.clip(
-        base + rng.normal(0, 8, (length, *image_hw, 3)) + k, 0, 255).astype(np.uint8)
-    ep["steps"]["observation"]["natural_language_instruction"] = [f"pick {k}".encode()] * length
-    eps.append(ep)
-  features = oxe_specs.tfds_features("fractal20220817_data", image_hw, image_format="jpeg")
-  return writer.write_rlds(root, "fractal20220817_data", {"train": eps}, features=features,
-                           num_shards=max(1, episodes // 8))
+# The RLDS side is data_throughput.py's dataset (this script's directory is on sys.path).
+from data_throughput import _write as write_rlds  # pylint: disable=g-import-not-at-top
 
 
 def _config(root: str, weights: dict, lerobot_dirs: dict, args):
@@ -97,7 +83,7 @@ def main():
   root = args.data_dir or tempfile.mkdtemp(prefix="lerobot_source_")
   rlds_dir = os.path.join(root, "fractal20220817_data", "0.1.0")
   if not os.path.exists(os.path.join(rlds_dir, "dataset_info.json")):
-    rlds_dir = _write_rlds(root, args.episodes, args.length, tuple(args.src_hw))
+    rlds_dir = write_rlds(root, args.episodes, args.length, tuple(args.src_hw), seed=0)
   lerobot_dir = os.path.join(root, "fractal_lerobot")
   convert_s = 0.0
   if not lerobot.is_lerobot_dir(lerobot_dir):
